@@ -1,0 +1,105 @@
+"""Typed exceptions for Lumina Lab.
+
+Every error a user can cause is a :class:`LuminaError` whose message names the
+input that was wrong and says how to fix it.  In a notebook, IPython shows
+these as one short message instead of a deep traceback (see
+:meth:`LuminaError._render_traceback_`); the ``lumina`` CLI prints the message
+and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "LuminaError",
+    "ConfigError",
+    "ValidationError",
+    "SchemaError",
+    "ProviderError",
+    "BudgetExceeded",
+    "PolicyDenied",
+    "StoreError",
+    "BusError",
+    "BusFull",
+    "BusClosed",
+]
+
+
+class LuminaError(Exception):
+    """Base class of every error raised on purpose by Lumina Lab.
+
+    Args:
+        message: what went wrong, naming the offending input.
+        hint: how to fix it (shown on its own line, prefixed ``fix:``).
+        input: the offending value, kept for programmatic access.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, input: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.input = input
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  fix: {self.hint}"
+        return self.message
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython hook: show the message, not the stack, for user mistakes."""
+        return [f"\x1b[31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class ConfigError(LuminaError, ValueError):
+    """Invalid configuration: a setting, environment variable or ``lumina.toml`` key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        value: Any = None,
+        allowed: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, input=value)
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+
+
+class ValidationError(LuminaError, ValueError):
+    """An argument or a piece of data does not have the required shape."""
+
+
+class SchemaError(ValidationError):
+    """An event type or schema version is unknown, or cannot be upgraded."""
+
+
+class ProviderError(LuminaError):
+    """A model provider failed or cannot serve the request."""
+
+
+class BudgetExceeded(LuminaError):
+    """A hard budget limit would be crossed by this request."""
+
+
+class PolicyDenied(LuminaError):
+    """A policy decision denied the action."""
+
+
+class StoreError(LuminaError):
+    """A store (events, vectors, spans) cannot be opened, read or written."""
+
+
+class BusError(LuminaError):
+    """The event bus was used in a way it cannot serve."""
+
+
+class BusFull(BusError):
+    """A subscriber's queue is full and the caller cannot wait for space."""
+
+
+class BusClosed(BusError):
+    """The bus has been closed; no more events are accepted."""
