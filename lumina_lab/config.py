@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "EventSettings", "load_settings", "config_file", "PROFILES"]
+__all__ = ["PROFILES", "EventSettings", "Settings", "config_file", "load_settings"]
 
 Profile = Literal["dev", "test", "prod"]
 
@@ -75,9 +75,7 @@ class Settings(BaseSettings):
     )
     profile: Profile = Field(default="dev", description="dev, test or prod: changes defaults.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
-    source: str | None = Field(
-        default=None, description="Name stamped on events from this process (default host:pid)."
-    )
+    source: str | None = Field(default=None, description="Name stamped on events from this process (default host:pid).")
     events: EventSettings = Field(default_factory=EventSettings)
 
     @model_validator(mode="after")
@@ -109,9 +107,7 @@ class Settings(BaseSettings):
         return self.home / "events"
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td><code>{k}</code></td><td>{v}</td></tr>" for k, v in _flatten(self.model_dump())
-        )
+        rows = "".join(f"<tr><td><code>{k}</code></td><td>{v}</td></tr>" for k, v in _flatten(self.model_dump()))
         return f"<table><caption>Lumina settings</caption>{rows}</table>"
 
 
@@ -252,11 +248,7 @@ def _allowed(err: dict[str, Any], loc: tuple[Any, ...]) -> str | None:
     ctx = err.get("ctx") or {}
     if "expected" in ctx:
         return f"one of {ctx['expected']}"
-    bounds = [
-        f"{word} {ctx[k]}"
-        for k, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
-        if k in ctx
-    ]
+    bounds = [f"{word} {ctx[k]}" for k, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if k in ctx]
     if bounds:
         return "a number " + " and ".join(bounds)
     field = _field_for(loc)

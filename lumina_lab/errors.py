@@ -12,17 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "LuminaError",
-    "ConfigError",
-    "ValidationError",
-    "SchemaError",
-    "ProviderError",
     "BudgetExceeded",
-    "PolicyDenied",
-    "StoreError",
+    "BusClosed",
     "BusError",
     "BusFull",
-    "BusClosed",
+    "ConfigError",
+    "LuminaError",
+    "PolicyDenied",
+    "ProviderError",
+    "SchemaError",
+    "StoreError",
+    "ValidationError",
 ]
 
 

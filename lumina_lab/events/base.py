@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from .deadletter import DeadLetter
 from .model import Event
 
-__all__ = ["EventBus", "EventStore", "DeadLetterSink", "Projection", "Handler", "Overflow"]
+__all__ = ["DeadLetterSink", "EventBus", "EventStore", "Handler", "Overflow", "Projection"]
 
 Overflow = Literal["block", "drop_oldest"]
 Handler = Callable[[Any], Awaitable[None] | None]

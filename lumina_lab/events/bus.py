@@ -51,7 +51,7 @@ class _BoundedQueue:
     can overtake a blocked one.
     """
 
-    __slots__ = ("items", "maxsize", "overflow", "loop", "_getter", "_putters", "dropped", "high_water", "idle")
+    __slots__ = ("_getter", "_putters", "dropped", "high_water", "idle", "items", "loop", "maxsize", "overflow")
 
     def __init__(self, maxsize: int, overflow: Overflow, loop: asyncio.AbstractEventLoop) -> None:
         self.items: deque[Event] = deque()
@@ -531,12 +531,12 @@ class InProcessBus:
             return
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - handler errors are the point
+        except Exception as exc:
             first = exc
         await self._retry(sub, payload, n, first)
 
     async def _retry(self, sub: Subscription, payload: Any, n: int, first: Exception) -> None:
-        from tenacity import AsyncRetrying, RetryError, stop_after_attempt, wait_exponential_jitter
+        from tenacity import AsyncRetrying, RetryError, stop_after_attempt, wait_exponential, wait_random
 
         attempts = 1
         exc: BaseException = first
@@ -545,7 +545,8 @@ class InProcessBus:
             try:
                 async for attempt in AsyncRetrying(
                     stop=stop_after_attempt(sub.retries),
-                    wait=wait_exponential_jitter(initial=sub.retry_initial_s * 2, max=1.0, jitter=sub.retry_initial_s),
+                    wait=wait_exponential(multiplier=sub.retry_initial_s * 2, max=1.0)
+                    + wait_random(0, sub.retry_initial_s),
                     reraise=False,
                 ):
                     with attempt:
@@ -566,11 +567,15 @@ class InProcessBus:
         sub.dead_lettered += len(letters)
         log.warning(
             "subscriber %r failed on %d event(s) after %d attempt(s): %s: %s; dead-lettered",
-            sub.name, len(letters), attempts, type(exc).__name__, exc,
+            sub.name,
+            len(letters),
+            attempts,
+            type(exc).__name__,
+            exc,
         )
         try:
             self.dead_letters.put_dead_letters(letters)
-        except Exception as sink_exc:  # noqa: BLE001 - never lose the letter
+        except Exception as sink_exc:
             fallback = MemoryDeadLetters()
             fallback.put_dead_letters(letters)
             warnings.warn(
@@ -628,7 +633,7 @@ class InProcessBus:
     def _atexit(self) -> None:
         try:
             self.close_sync(timeout=10)
-        except Exception as exc:  # noqa: BLE001 - interpreter is exiting
+        except Exception as exc:
             log.warning("bus did not close cleanly at exit: %s", exc)
 
     def _call_on_loop(self, fn: Any, *args: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import traceback as tb
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +25,7 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: str = Field(default_factory=new_id)
-    ts: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    ts: datetime = Field(default_factory=lambda: datetime.now(UTC))
     subscriber: str
     pattern: str
     event_id: str
@@ -68,7 +68,7 @@ class MemoryDeadLetters:
     def __len__(self) -> int:
         return len(self._items)
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         with self._lock:
             return iter(list(self._items))
 

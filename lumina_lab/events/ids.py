@@ -13,7 +13,7 @@ import random
 import threading
 import time
 
-__all__ = ["new_id", "id_time_ms"]
+__all__ = ["id_time_ms", "new_id"]
 
 _lock = threading.Lock()
 _rng = random.Random()

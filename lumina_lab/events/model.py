@@ -18,7 +18,7 @@ import os
 import re
 import socket
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +30,7 @@ from .ids import new_id
 if TYPE_CHECKING:
     from .registry import SchemaRegistry
 
-__all__ = ["Event", "event", "ENVELOPE_FIELDS", "set_default_source", "default_source"]
+__all__ = ["ENVELOPE_FIELDS", "Event", "default_source", "event", "set_default_source"]
 
 ENVELOPE_FIELDS = frozenset({"id", "ts", "source", "trace_id", "span_id"})
 _RESERVED = ENVELOPE_FIELDS | {"type", "schema_version", "payload"}
@@ -63,7 +63,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Event(BaseModel):
@@ -161,4 +161,3 @@ def event(type: str, *, version: int = 1, registry: SchemaRegistry | None = None
         return cls
 
     return decorate
-

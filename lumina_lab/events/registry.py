@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
@@ -18,7 +18,7 @@ import pydantic
 from ..errors import SchemaError
 from .model import Event
 
-__all__ = ["SchemaRegistry", "default_registry", "upcaster", "Upcaster"]
+__all__ = ["SchemaRegistry", "Upcaster", "default_registry", "upcaster"]
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -39,11 +39,14 @@ class SchemaRegistry:
         """Register ``cls`` (decorated with :func:`~lumina_lab.events.event`) as current."""
         name, version = cls.event_type, cls.event_version
         existing = self._models.get(name)
-        if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
-            raise SchemaError(
-                f"event type {name!r} is already registered by {existing.__module__}.{existing.__qualname__}",
-                hint="choose another type name, or bump the version in the original class",
-            )
+        if existing is not None and existing is not cls:
+            same_class = existing.__qualname__ == cls.__qualname__ and existing.__module__ == cls.__module__
+            if version < existing.event_version or (version == existing.event_version and not same_class):
+                raise SchemaError(
+                    f"event type {name!r} v{version} clashes with {existing.__module__}.{existing.__qualname__} "
+                    f"(v{existing.event_version})",
+                    hint="choose another type name, or declare a newer version (and an upcaster to it)",
+                )
         self._models[name] = cls
 
     def add_upcaster(self, type: str, from_version: int, fn: Upcaster) -> None:
@@ -72,8 +75,7 @@ class SchemaRegistry:
             raise SchemaError(
                 f"unknown event type {type!r}",
                 input=type,
-                hint=f"import the module that defines it, or register it with @event({type!r}); "
-                f"known types: {known}",
+                hint=f"import the module that defines it, or register it with @event({type!r}); known types: {known}",
             ) from None
 
     def upgrade(self, type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +118,7 @@ class SchemaRegistry:
         cls = self.model_for(type_)
         data = {k: envelope[k] for k in ("id", "ts", "source", "trace_id", "span_id") if k in envelope}
         if isinstance(data.get("ts"), datetime) and data["ts"].tzinfo is None:
-            data["ts"] = data["ts"].replace(tzinfo=timezone.utc)
+            data["ts"] = data["ts"].replace(tzinfo=UTC)
         data.update(payload)
         try:
             return cls.model_validate(data)

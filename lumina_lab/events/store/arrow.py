@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC
 
 import pyarrow as pa
 
 from ..deadletter import DeadLetter
 from ..model import Event
 
-__all__ = ["EVENTS", "DEAD_LETTERS", "DEAD_MARKS", "events_table", "dead_letters_table", "marks_table"]
+__all__ = ["DEAD_LETTERS", "DEAD_MARKS", "EVENTS", "dead_letters_table", "events_table", "marks_table"]
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -66,17 +67,12 @@ def events_table(events: Sequence[Event]) -> pa.Table:
 
 
 def dead_letters_table(letters: Sequence[DeadLetter]) -> pa.Table:
-    rows = [
-        {**d.model_dump(exclude={"envelope"}), "envelope": json.dumps(d.envelope, default=str)}
-        for d in letters
-    ]
+    rows = [{**d.model_dump(exclude={"envelope"}), "envelope": json.dumps(d.envelope, default=str)} for d in letters]
     return pa.Table.from_pylist(rows, schema=DEAD_LETTERS)
 
 
 def marks_table(ids: Sequence[str], action: str) -> pa.Table:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime.now(timezone.utc)
-    return pa.Table.from_pylist(
-        [{"dead_letter_id": i, "ts": now, "action": action} for i in ids], schema=DEAD_MARKS
-    )
+    now = datetime.now(UTC)
+    return pa.Table.from_pylist([{"dead_letter_id": i, "ts": now, "action": action} for i in ids], schema=DEAD_MARKS)

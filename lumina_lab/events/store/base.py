@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...errors import StoreError, ValidationError
@@ -36,18 +36,34 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _COLUMNS = "id, type, schema_version, ts, source, trace_id, span_id, payload"
 
 
+def frame(result: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """``result.df()`` without the deprecation noise duckdb's pandas conversion emits."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            from pandas.errors import Pandas4Warning
+
+            warnings.simplefilter("ignore", Pandas4Warning)
+        except ImportError:
+            pass
+        return result.df()
+
+
 def _as_time(value: TimeLike, name: str) -> datetime | None:
     """``datetime``, ISO text, a ``timedelta`` or ``'15m'``-style text meaning *that long ago*."""
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, timedelta):
-        return datetime.now(timezone.utc) - value
+        return datetime.now(UTC) - value
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return datetime.now(timezone.utc) - timedelta(seconds=float(m[1]) * _UNITS[m[2]])
+            return datetime.now(UTC) - timedelta(seconds=float(m[1]) * _UNITS[m[2]])
         try:
             return _as_time(datetime.fromisoformat(value), name)
         except ValueError:
@@ -163,11 +179,7 @@ class BufferedEventStore:
         while True:
             with self._cond:
                 deadline = time.monotonic() + self.flush_interval_s
-                while (
-                    not self._closing
-                    and len(self._buf) < self.batch_size
-                    and self._flush_target <= self.acked
-                ):
+                while not self._closing and len(self._buf) < self.batch_size and self._flush_target <= self.acked:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
@@ -179,7 +191,7 @@ class BufferedEventStore:
                 batch = self._buf[: self.batch_size]
             try:
                 self._write_events(batch)
-            except Exception as exc:  # noqa: BLE001 - keep the batch, retry
+            except Exception as exc:
                 self.last_error = exc
                 log.error("event store write failed (%d events kept, retrying): %s", len(batch), exc)
                 time.sleep(backoff)
@@ -208,8 +220,10 @@ class BufferedEventStore:
 
     def dead_letters(self, *, include_replayed: bool = False) -> pd.DataFrame:
         """Dead letters as a DataFrame (newest last), without replayed ones unless asked."""
-        where = "" if include_replayed else (
-            "WHERE id NOT IN (SELECT dead_letter_id FROM dead_marks WHERE action = 'replayed')"
+        where = (
+            ""
+            if include_replayed
+            else ("WHERE id NOT IN (SELECT dead_letter_id FROM dead_marks WHERE action = 'replayed')")
         )
         return self.sql(f"SELECT * FROM dead_letters {where} ORDER BY ts, id")
 
@@ -265,9 +279,7 @@ class BufferedEventStore:
     def attach(self, bus: InProcessBus, *, name: str = "event-store", pattern: str = "*") -> Subscription:
         """Store every event published on ``bus`` and take its dead letters."""
         bus.dead_letters = self
-        return bus.subscribe(
-            pattern, self.aappend, name=name, batch=min(self.batch_size, 4096), overflow="block"
-        )
+        return bus.subscribe(pattern, self.aappend, name=name, batch=min(self.batch_size, 4096), overflow="block")
 
     # ------------------------------------------------------------------ reading
     def _connection(self) -> duckdb.DuckDBPyConnection:
@@ -295,7 +307,7 @@ class BufferedEventStore:
                 con = self._connection()
                 self._prepare_views(con)
                 try:
-                    return con.execute(query, params).df()
+                    return frame(con.execute(query, params))
                 except duckdb.IOException as exc:  # a segment merged away under us: list again
                     if attempt == 4:
                         raise StoreError(f"cannot read the event log: {exc}") from exc

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..model import Event
 from .arrow import DEAD_LETTERS, DEAD_MARKS, EVENTS, events_table
-from .base import _COLUMNS, BufferedEventStore
+from .base import _COLUMNS, BufferedEventStore, frame
 from .segments import SegmentLog, list_segments, read_rows_after
 
 if TYPE_CHECKING:
@@ -84,9 +84,7 @@ class FileEventStore(BufferedEventStore):
         self.flush()
         return sum(self._log(part).compact_orphans() for part in _PARTS)
 
-    def _tail_rows(
-        self, state: Any, type: str | None, since: datetime | None
-    ) -> tuple[list[dict[str, Any]], Any]:
+    def _tail_rows(self, state: Any, type: str | None, since: datetime | None) -> tuple[list[dict[str, Any]], Any]:
         marks: dict[str, int] = state or {}
         plan, new_marks = read_rows_after(list_segments(self.root / "log"), marks)
         if not plan:
@@ -107,7 +105,7 @@ class FileEventStore(BufferedEventStore):
             query += " WHERE " + " AND ".join(conds)
         query += " ORDER BY ts, id"
         with self._qlock:
-            rows = self._connection().execute(query, params).df().to_dict("records")
+            rows = frame(self._connection().execute(query, params)).to_dict("records")
         return rows, new_marks
 
     def _release(self) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..model import Event
 from .arrow import DEAD_LETTERS, DEAD_MARKS, EVENTS, events_table
-from .base import _COLUMNS, BufferedEventStore
+from .base import _COLUMNS, BufferedEventStore, frame
 
 if TYPE_CHECKING:
     import duckdb
@@ -55,9 +55,7 @@ class MemoryEventStore(BufferedEventStore):
     def _prepare_views(self, con: duckdb.DuckDBPyConnection) -> None:
         pass
 
-    def _tail_rows(
-        self, state: Any, type: str | None, since: datetime | None
-    ) -> tuple[list[dict[str, Any]], Any]:
+    def _tail_rows(self, state: Any, type: str | None, since: datetime | None) -> tuple[list[dict[str, Any]], Any]:
         last = state or 0
         query = f"SELECT {_COLUMNS}, seq FROM events WHERE seq > ?"
         params: list[Any] = [last]
@@ -68,7 +66,7 @@ class MemoryEventStore(BufferedEventStore):
             query += " AND ts >= ?"
             params.append(since)
         with self._qlock:
-            rows = self._connection().execute(query + " ORDER BY seq", params).df().to_dict("records")
+            rows = frame(self._connection().execute(query + " ORDER BY seq", params)).to_dict("records")
             top = self._connection().execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
         for r in rows:
             r.pop("seq")

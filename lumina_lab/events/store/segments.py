@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from ...errors import StoreError
 
-__all__ = ["SegmentLog", "SegmentFile", "list_segments"]
+__all__ = ["SegmentFile", "SegmentLog", "list_segments"]
 
 _NAME = re.compile(r"^(?P<writer>[A-Za-z0-9_.-]+)~(?P<level>\d+)~(?P<lo>\d{10})~(?P<hi>\d{10})\.parquet$")
 _LOCKS = ".writers"
@@ -238,7 +238,9 @@ class SegmentLog:
             self._lock_fd = None
 
 
-def read_rows_after(files: Iterable[SegmentFile], after: dict[str, int]) -> tuple[list[tuple[SegmentFile, int, int]], dict[str, int]]:
+def read_rows_after(
+    files: Iterable[SegmentFile], after: dict[str, int]
+) -> tuple[list[tuple[SegmentFile, int, int]], dict[str, int]]:
     """Plan reading rows not seen yet: per writer, contiguous ``seg`` ranges after ``after[writer]``.
 
     Returns ``[(file, from_seg, to_seg)]`` and the new high-water marks.  A gap

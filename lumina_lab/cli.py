@@ -1,0 +1,315 @@
+"""The ``lumina`` command.
+
+User mistakes (bad configuration, a malformed query) print one message with
+the fix and exit with status 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ._version import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Optional libraries and what Lumina Lab uses them for (distribution name -> role).
+OPTIONAL = {
+    "duckdb": "event store queries",
+    "pyarrow": "event segments",
+    "pandas": "DataFrames",
+    "panel": "dashboards",
+    "holoviews": "plots",
+    "hvplot": "plots",
+    "cedarpy": "policies",
+    "langchain-core": "chat models and embeddings",
+    "httpx": "OpenAI-compatible HTTP",
+    "opentelemetry-sdk": "tracing",
+    "pymilvus": "Milvus vector store",
+    "weaviate-client": "Weaviate vector store",
+    "aio-pika": "RabbitMQ bus",
+    "nats-py": "NATS bus",
+    "distributed": "Dask sweeps",
+    "papermill": "notebook runs",
+}
+
+#: Servers Lumina Lab can use, probed with a TCP connect (name -> (env var with URL, default host, port)).
+SERVICES = {
+    "rabbitmq": ("LUMINA_RABBITMQ_URL", "127.0.0.1", 5672),
+    "nats": ("LUMINA_NATS_URL", "127.0.0.1", 4222),
+    "postgresql": ("LUMINA_POSTGRES_URL", "127.0.0.1", 5432),
+    "redis": ("LUMINA_REDIS_URL", "127.0.0.1", 6379),
+    "milvus": ("MILVUS_URI", "127.0.0.1", 19530),
+    "weaviate": ("WEAVIATE_URL", "127.0.0.1", 8080),
+}
+
+
+def _friendly_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import LuminaError
+
+        try:
+            return fn(*args, **kwargs)
+        except LuminaError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lumina")
+def main() -> None:
+    """Lumina Lab: build, simulate and operate LLM agent infrastructure.
+
+    Configuration comes from arguments, LUMINA_* environment variables and
+    lumina.toml; see `lumina info`.
+    """
+
+
+# ---------------------------------------------------------------------------------------- info
+def _probe(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _host_port(url: str | None, host: str, port: int) -> tuple[str, int]:
+    if not url:
+        return host, port
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url if "://" in url else f"tcp://{url}")
+    return parts.hostname or host, parts.port or port
+
+
+def _info() -> dict[str, Any]:
+    from .config import config_file, load_settings
+
+    settings = load_settings()
+    libs = {}
+    for dist, role in OPTIONAL.items():
+        try:
+            libs[dist] = {"version": importlib.metadata.version(dist), "for": role}
+        except importlib.metadata.PackageNotFoundError:
+            libs[dist] = {"version": None, "for": role}
+    services = {}
+    for name, (env, host, port) in SERVICES.items():
+        h, p = _host_port(os.environ.get(env), host, port)
+        services[name] = {"address": f"{h}:{p}", "reachable": _probe(h, p)}
+    events_dir = settings.events_dir
+    segments = len(list((events_dir / "log").glob("*.parquet"))) if (events_dir / "log").is_dir() else 0
+    return {
+        "lumina_lab": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "profile": settings.profile,
+        "home": str(settings.home),
+        "config_file": str(config_file()) if config_file() else None,
+        "event_store": settings.events.store,
+        "events_dir": str(events_dir),
+        "event_segments": segments,
+        "libraries": libs,
+        "services": services,
+    }
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@_friendly_errors
+def info(as_json: bool) -> None:
+    """Versions, paths, configuration, optional libraries and reachable servers."""
+    data = _info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]lumina_lab {data['lumina_lab']}[/] on Python {data['python']} ({data['platform']})")
+    for key in ("profile", "home", "config_file", "event_store", "events_dir", "event_segments"):
+        console.print(f"  {key:<15} {data[key]}")
+    libs = Table(title="Libraries", title_justify="left")
+    for col in ("package", "version", "used for"):
+        libs.add_column(col)
+    for dist, row in data["libraries"].items():
+        libs.add_row(dist, row["version"] or "[dim]not installed[/]", row["for"])
+    console.print(libs)
+    svc = Table(title="Servers", title_justify="left")
+    for col in ("service", "address", "reachable"):
+        svc.add_column(col)
+    for name, row in data["services"].items():
+        svc.add_row(name, row["address"], "[green]yes[/]" if row["reachable"] else "[dim]no[/]")
+    console.print(svc)
+
+
+# ---------------------------------------------------------------------------------------- events
+@main.group()
+def events() -> None:
+    """Query and follow the event store."""
+
+
+def _print_frame(frame: Any, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(frame.to_json(orient="records", lines=True, date_format="iso"), nl=False)
+    elif fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(show_lines=False)
+        for col in frame.columns:
+            table.add_column(str(col), overflow="fold")
+        for row in frame.itertuples(index=False):
+            table.add_row(*("" if v is None else str(v) for v in row))
+        Console().print(table)
+
+
+def _open_store() -> Any:
+    from .events.store import open_store
+
+    return open_store()
+
+
+def _import_plugins(modules: tuple[str, ...]) -> None:
+    from .errors import ValidationError
+
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            raise ValidationError(
+                f"cannot import --types module {mod!r}: {exc}", hint="check the module name"
+            ) from None
+
+
+@events.command("query")
+@click.argument("where", required=False)
+@click.option("--type", "type_", help="Glob over event types, e.g. 'provider.*'.")
+@click.option("--since", help="Start: ISO time or an age such as 15m, 2h, 1d.")
+@click.option("--until", help="End: ISO time or an age.")
+@click.option("--limit", "-n", type=int, default=50, show_default=True, help="At most this many (newest).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@_friendly_errors
+def events_query(
+    where: str | None, type_: str | None, since: str | None, until: str | None, limit: int, fmt: str
+) -> None:
+    """Print stored events matching WHERE (SQL over id, type, ts, source, trace_id, payload ...).
+
+    Example: lumina events query "type LIKE 'provider.%'" --since 1h
+    """
+    store = _open_store()
+    try:
+        frame = store.query(where, type=type_, since=since, until=until, limit=limit, newest_first=True)
+        _print_frame(frame.iloc[::-1], fmt)
+    finally:
+        store.close()
+
+
+@events.command("sql")
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@_friendly_errors
+def events_sql(query: str, fmt: str) -> None:
+    """Run a SQL QUERY over the tables events, dead_letters and dead_marks."""
+    store = _open_store()
+    try:
+        _print_frame(store.sql(query), fmt)
+    finally:
+        store.close()
+
+
+@events.command("tail")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing events as they are stored.")
+@click.option("--type", "type_", help="Glob over event types.")
+@click.option("--since", default="10m", show_default=True, help="Start: ISO time or an age.")
+@click.option("--poll", type=float, default=0.5, show_default=True, help="Seconds between looks with --follow.")
+@click.option("--max", "max_events", type=int, default=None, help="Stop after this many events.")
+@_friendly_errors
+def events_tail(follow: bool, type_: str | None, since: str, poll: float, max_events: int | None) -> None:
+    """Print stored events, one JSON line each, oldest first (from every process on this machine)."""
+    store = _open_store()
+    seen = 0
+    try:
+        for row in store.tail(follow=follow, poll_s=poll, type=type_, since=since):
+            row = dict(row)
+            row["ts"] = row["ts"].isoformat()
+            row["payload"] = json.loads(row["payload"])
+            click.echo(json.dumps(row, default=str))
+            seen += 1
+            if max_events is not None and seen >= max_events:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+
+
+@events.command("dead-letters")
+@click.option("--all", "include_replayed", is_flag=True, help="Include letters already replayed.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@_friendly_errors
+def events_dead_letters(include_replayed: bool, fmt: str) -> None:
+    """Print events that subscribers failed to handle."""
+    store = _open_store()
+    try:
+        frame = store.dead_letters(include_replayed=include_replayed)
+        _print_frame(frame[["id", "ts", "subscriber", "event_type", "error_type", "error", "attempts"]], fmt)
+    finally:
+        store.close()
+
+
+@events.command("compact")
+@_friendly_errors
+def events_compact() -> None:
+    """Merge event segments left by processes that have exited."""
+    store = _open_store()
+    try:
+        if not hasattr(store, "compact"):
+            click.echo(f"the {store.kind} store has nothing to compact")
+            return
+        removed = store.compact()
+        click.echo(f"merged segments of exited processes: {removed} file(s) removed")
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------------------- demo
+@main.command()
+@click.option("--requests", "-n", type=int, default=20_000, show_default=True, help="Simulated requests.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--budget", type=float, default=2.0, show_default=True, help="Budget per project (USD).")
+@click.option("--home", type=click.Path(file_okay=False), help="LUMINA_HOME for this run.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@_friendly_errors
+def demo(requests: int, seed: int, budget: float, home: str | None, no_progress: bool) -> None:
+    """Run a simulated team workload through Lumina Lab and print a summary."""
+    from rich.console import Console
+
+    from .demo import run_demo
+    from .errors import ValidationError
+    from .lab import Lab
+
+    if requests < 1:
+        raise ValidationError(f"--requests {requests} must be at least 1", input=requests)
+    with Lab(**({"home": home} if home else {})) as lab:
+        report = run_demo(lab, requests=requests, seed=seed, budget_usd=budget, progress=not no_progress)
+    Console().print(report)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

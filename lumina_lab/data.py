@@ -1,0 +1,31 @@
+"""Paths of the small data files shipped with Lumina Lab (``datasets/`` in the repository)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .errors import ValidationError
+
+__all__ = ["dataset_path", "pricing_snapshot"]
+
+_INSTALLED = Path(__file__).parent / "_datasets"  # wheel installs
+_REPO = Path(__file__).parent.parent / "datasets"  # editable installs and checkouts
+
+
+def dataset_path(name: str) -> Path:
+    """Path of the shipped data file ``name`` (e.g. ``"pricing.json"``)."""
+    for root in (_INSTALLED, _REPO):
+        path = root / name
+        if path.exists():
+            return path
+    available = sorted(p.name for root in (_INSTALLED, _REPO) if root.is_dir() for p in root.iterdir())
+    raise ValidationError(f"no shipped dataset named {name!r}", input=name, hint=f"available: {available}")
+
+
+@cache
+def pricing_snapshot() -> dict[str, Any]:
+    """The dated list-price snapshot: ``{"as_of", "source", "models": {name: {"input", "output"}}}``."""
+    return json.loads(dataset_path("pricing.json").read_text(encoding="utf-8"))
