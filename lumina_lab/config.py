@@ -177,9 +177,11 @@ def _env_name(loc: tuple[Any, ...]) -> str:
 def _origin(loc: tuple[Any, ...], path: Path | None, overrides: dict[str, Any]) -> str:
     if loc and loc[0] in overrides:
         return "argument"
-    env = _env_name(loc)
-    if env in os.environ or any(k.upper() == env for k in os.environ):
-        return f"environment variable {env}"
+    upper = {k.upper() for k in os.environ}
+    for n in range(len(loc), 0, -1):  # LUMINA_EVENTS__STORE, then LUMINA_EVENTS (JSON)
+        env = _env_name(loc[:n])
+        if env in upper:
+            return f"environment variable {env}"
     if path is not None:
         return f"{path}"
     return "default"

@@ -256,11 +256,6 @@ class TestInvalidValues:
         assert str(path) in str(info.value)
         assert (info.value.key, info.value.value) == ("events.store", "disk")
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: config._origin only looks for the leaf env var (LUMINA_EVENTS__STORE); a bad value "
-        "given as JSON in LUMINA_EVENTS is reported as coming from 'default'",
-    )
     def test_invalid_value_inside_json_env_var_names_that_variable(self, monkeypatch):
         monkeypatch.setenv("LUMINA_EVENTS", '{"store": "sqlite"}')
 

@@ -123,10 +123,6 @@ class TestHierarchy:
             raise ConfigError("bad setting", key="k")
 
     def test_all_lists_every_public_error(self):
-        public = {
-            name
-            for name, obj in vars(errors).items()
-            if isinstance(obj, type) and issubclass(obj, LuminaError)
-        }
+        public = {name for name, obj in vars(errors).items() if isinstance(obj, type) and issubclass(obj, LuminaError)}
 
         assert public == set(errors.__all__)

@@ -230,6 +230,7 @@ class InProcessBus:
         self.retry_initial_s = retry_initial_s
         self.dead_letters: DeadLetterSink = dead_letters if dead_letters is not None else MemoryDeadLetters()
         self._subs: list[Subscription] = []
+        self._retiring: set[Subscription] = set()
         self._route_cache: dict[str, tuple[Subscription, ...]] = {}
         self._regex_cache: dict[str, re.Pattern[str]] = {}
         self._names = itertools.count(1)
@@ -269,7 +270,7 @@ class InProcessBus:
             raise ValidationError(f"subscription pattern {pattern!r} must be a non-empty string")
         if not callable(handler):
             raise ValidationError(f"handler {handler!r} for {pattern!r} is not callable")
-        overflow = overflow or self.overflow
+        overflow = self.overflow if overflow is None else overflow
         _check_overflow(overflow)
         name = name or f"sub-{next(self._names)}"
         if any(s.name == name for s in self._subs):
@@ -307,6 +308,8 @@ class InProcessBus:
         if sub in self._subs:
             self._subs.remove(sub)
             self._route_cache.clear()
+            if sub._task is not None and not sub._task.done():
+                self._retiring.add(sub)  # its worker still handles what is queued
         sub.active = False
         if sub._queue is not None and self._loop is not None:
             self._call_on_loop(self._wake_getter, sub)
@@ -360,6 +363,19 @@ class InProcessBus:
             BusFull: a ``block`` subscriber's queue is full (nothing was delivered).
         """
         self._check_open(event)
+        if self._loop is None:
+            try:
+                self._bind(asyncio.get_running_loop())
+            except RuntimeError:
+                raise BusError(
+                    "publish_nowait runs on the bus's event loop, and no loop is running here",
+                    hint="use bus.publish_sync(...) from synchronous code",
+                ) from None
+        elif not _on_loop(self._loop):
+            raise BusError(
+                "publish_nowait was called off the bus's event loop",
+                hint="use bus.publish_sync(...) from other threads",
+            )
         subs = self._route(event.event_type)
         for sub in subs:
             if sub._queue is None or not sub._queue.has_room():
@@ -380,6 +396,7 @@ class InProcessBus:
         ``await publish``.  On the bus loop's own thread it cannot wait, and
         raises :class:`BusFull` if a ``block`` subscriber is full.
         """
+        self._check_open(event)
         loop = self._ensure_loop_sync()
         if _on_loop(loop):
             self.publish_nowait(event)
@@ -388,6 +405,8 @@ class InProcessBus:
 
     def publish_many_sync(self, events: Iterable[Event], *, timeout: float | None = None) -> None:
         """Publish many events from synchronous code, in order, with backpressure."""
+        if self._closed:
+            raise BusClosed("the bus is closed; the events were not published", hint="create a new bus")
         loop = self._ensure_loop_sync()
         events = list(events)
         if _on_loop(loop):
@@ -417,7 +436,7 @@ class InProcessBus:
         # a handler may publish to another subscriber: repeat until one pass finds all idle
         while True:
             waited = False
-            for sub in list(self._subs):
+            for sub in [*self._subs, *self._retiring]:
                 q = sub._queue
                 if q is not None and not q.idle.is_set():
                     waited = True
@@ -428,7 +447,7 @@ class InProcessBus:
     def drain_sync(self, timeout: float | None = 60.0) -> None:
         """Synchronous :meth:`drain`, from any thread but the bus loop's."""
         loop = self._loop
-        if loop is None:
+        if loop is None or self._closed:
             return
         if _on_loop(loop):
             raise BusError(
@@ -469,7 +488,7 @@ class InProcessBus:
             self._stop_thread()
 
     async def _cancel_workers(self) -> None:
-        tasks = [s._task for s in self._subs if s._task is not None]
+        tasks = [s._task for s in [*self._subs, *self._retiring] if s._task is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -511,6 +530,7 @@ class InProcessBus:
         while True:
             if not sub.active and not len(q):
                 q.idle.set()
+                self._retiring.discard(sub)
                 return
             batch = await q.get_batch(take)
             if batch:

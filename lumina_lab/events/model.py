@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["ENVELOPE_FIELDS", "Event", "default_source", "event", "set_default_source"]
 
 ENVELOPE_FIELDS = frozenset({"id", "ts", "source", "trace_id", "span_id"})
+_ENVELOPE_SET = set(ENVELOPE_FIELDS)
 _RESERVED = ENVELOPE_FIELDS | {"type", "schema_version", "payload"}
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _source: str | None = None
@@ -107,7 +108,11 @@ class Event(BaseModel):
 
     def payload_json(self) -> str:
         """The payload fields as a JSON object string."""
-        return self.model_dump_json(exclude=ENVELOPE_FIELDS)
+        return self.__pydantic_serializer__.to_json(self, exclude=_ENVELOPE_SET).decode()
+
+    def payload_json_bytes(self) -> bytes:
+        """The payload fields as UTF-8 JSON bytes (the fast path used by stores)."""
+        return self.__pydantic_serializer__.to_json(self, exclude=_ENVELOPE_SET)
 
     def to_envelope(self) -> dict[str, Any]:
         """The wire form: envelope fields, ``type``, ``schema_version`` and ``payload``."""
@@ -147,7 +152,12 @@ def event(type: str, *, version: int = 1, registry: SchemaRegistry | None = None
     def decorate(cls: E) -> E:
         if not (isinstance(cls, builtins.type) and issubclass(cls, Event)):
             raise SchemaError(f"@event({type!r}) decorates Event subclasses, not {cls!r}", input=cls)
-        clash = _RESERVED & (set(cls.model_fields) - ENVELOPE_FIELDS)
+        declared: set[str] = set()
+        for klass in cls.__mro__:
+            if klass is Event or not (isinstance(klass, builtins.type) and issubclass(klass, Event)):
+                continue
+            declared.update(klass.__dict__.get("__annotations__", {}))
+        clash = _RESERVED & declared
         if clash:
             raise SchemaError(
                 f"event {type!r} declares reserved field(s) {sorted(clash)}",

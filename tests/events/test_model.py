@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pydantic
@@ -112,7 +112,7 @@ class TestTimestampAndSource:
     def test_ts_is_now(self):
         ts = CallFinished(provider="p").ts
 
-        assert abs(datetime.now(timezone.utc) - ts) < timedelta(seconds=5)
+        assert abs(datetime.now(UTC) - ts) < timedelta(seconds=5)
 
     def test_source_defaults_to_host_and_pid(self, restore_source):
         set_default_source(None)

@@ -60,7 +60,7 @@ def events_table(events: Sequence[Event]) -> pa.Table:
             pa.array([e.source for e in events], pa.string()),
             pa.array([e.trace_id for e in events], pa.string()),
             pa.array([e.span_id for e in events], pa.string()),
-            pa.array([e.payload_json() for e in events], pa.string()),
+            pa.array([e.payload_json_bytes() for e in events], pa.string()),
         ],
         schema=EVENTS,
     )
