@@ -283,7 +283,7 @@ def events_compact() -> None:
             click.echo(f"the {store.kind} store has nothing to compact")
             return
         removed = store.compact()
-        click.echo(f"merged segments of exited processes: {removed} file(s) removed")
+        click.echo(f"merged segments of exited processes: {removed} file(s) merged away")
     finally:
         store.close()
 

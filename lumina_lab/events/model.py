@@ -14,6 +14,7 @@ declares the ``type`` (a dotted name such as ``provider.call.finished``), its
 from __future__ import annotations
 
 import builtins
+import inspect
 import os
 import re
 import socket
@@ -156,7 +157,7 @@ def event(type: str, *, version: int = 1, registry: SchemaRegistry | None = None
         for klass in cls.__mro__:
             if klass is Event or not (isinstance(klass, builtins.type) and issubclass(klass, Event)):
                 continue
-            declared.update(klass.__dict__.get("__annotations__", {}))
+            declared.update(inspect.get_annotations(klass))
         clash = _RESERVED & declared
         if clash:
             raise SchemaError(

@@ -52,6 +52,11 @@ def frame(result: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         return result.df()
 
 
+def _dicts(result: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    cols = [d[0] for d in result.description]
+    return [dict(zip(cols, row, strict=True)) for row in result.fetchall()]
+
+
 def _as_time(value: TimeLike, name: str) -> datetime | None:
     """``datetime``, ISO text, a ``timedelta`` or ``'15m'``-style text meaning *that long ago*."""
     if value is None:
@@ -299,18 +304,28 @@ class BufferedEventStore:
 
         >>> store.sql("SELECT type, count(*) AS n FROM events GROUP BY type")  # doctest: +SKIP
         """
+        return self._run_query(lambda con: frame(con.execute(query, params)), query)
+
+    def records(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Like :meth:`sql`, as a list of dicts with Python values (``None`` for NULL, UTC datetimes)."""
+        return self._run_query(lambda con: _dicts(con.execute(query, params)), query)
+
+    def _run_query(self, run: Any, query: str) -> Any:
         import duckdb
 
         self._flush_own()
+        delay = 0.005
         with self._qlock:
-            for attempt in range(5):
+            for attempt in range(8):
                 con = self._connection()
-                self._prepare_views(con)
                 try:
-                    return frame(con.execute(query, params))
+                    self._prepare_views(con)
+                    return run(con)
                 except duckdb.IOException as exc:  # a segment merged away under us: list again
-                    if attempt == 4:
+                    if attempt == 7:
                         raise StoreError(f"cannot read the event log: {exc}") from exc
+                    time.sleep(delay)
+                    delay *= 2
                 except duckdb.Error as exc:
                     raise ValidationError(
                         f"query failed: {str(exc).splitlines()[0]}\n  query: {query}",
@@ -386,10 +401,8 @@ class BufferedEventStore:
         self, where: str | None = None, *, type: str | None = None, since: TimeLike = None, until: TimeLike = None
     ) -> Iterator[Event]:
         """Stored events as typed models (upgraded to the current schema), oldest first."""
-        frame = self.query(where, type=type, since=since, until=until)
-        for row in frame.to_dict("records"):
-            ts = row["ts"]
-            row["ts"] = ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts
+        clause, params = self._where(where, type, since, until)
+        for row in self.records(f"SELECT {_COLUMNS} FROM events{clause} ORDER BY ts, id", params):
             yield self.registry.load(row)
 
     def project(self, projection: P, where: str | None = None, *, type: str | None = None) -> P:

@@ -6,13 +6,14 @@ see :mod:`lumina_lab.events.store.segments` for why and how.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model import Event
 from .arrow import DEAD_LETTERS, DEAD_MARKS, EVENTS, events_table
-from .base import _COLUMNS, BufferedEventStore, frame
+from .base import _COLUMNS, BufferedEventStore, _dicts
 from .segments import SegmentLog, list_segments, read_rows_after
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ class FileEventStore(BufferedEventStore):
         root: directory (``LUMINA_HOME/events`` by default through :func:`open_store`).
         fsync: fsync each segment (an acknowledged event survives power loss).
         merge_at: small segments of this process merged once this many exist.
+        merge_grace_s: merged-away segments are deleted this long after the merge
+            (readers skip them; one that listed them just before can still open them).
         **kwargs: ``batch_size``, ``flush_interval_s``, ``max_buffered``, ``registry``.
 
     >>> store = FileEventStore(tmp_path)                   # doctest: +SKIP
@@ -40,10 +43,19 @@ class FileEventStore(BufferedEventStore):
 
     kind = "file"
 
-    def __init__(self, root: str | Path, *, fsync: bool = True, merge_at: int = 32, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        fsync: bool = True,
+        merge_at: int = 32,
+        merge_grace_s: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
         self.root = Path(root).expanduser()
         self.fsync = fsync
         self.merge_at = merge_at
+        self.merge_grace_s = merge_grace_s
         self._logs: dict[str, SegmentLog] = {}
         self._log("events")  # take the writer lock now: fail early on a read-only home
         super().__init__(**kwargs)
@@ -52,7 +64,9 @@ class FileEventStore(BufferedEventStore):
         log = self._logs.get(part)
         if log is None:
             sub, schema = _PARTS[part]
-            log = self._logs[part] = SegmentLog(self.root / sub, schema, fsync=self.fsync, merge_at=self.merge_at)
+            log = self._logs[part] = SegmentLog(
+                self.root / sub, schema, fsync=self.fsync, merge_at=self.merge_at, grace_s=self.merge_grace_s
+            )
         return log
 
     def _write_events(self, events: list[Event]) -> None:
@@ -85,10 +99,27 @@ class FileEventStore(BufferedEventStore):
         return sum(self._log(part).compact_orphans() for part in _PARTS)
 
     def _tail_rows(self, state: Any, type: str | None, since: datetime | None) -> tuple[list[dict[str, Any]], Any]:
+        import duckdb
+
         marks: dict[str, int] = state or {}
-        plan, new_marks = read_rows_after(list_segments(self.root / "log"), marks)
-        if not plan:
-            return [], new_marks
+        delay = 0.005
+        for attempt in range(8):
+            plan, new_marks = read_rows_after(list_segments(self.root / "log"), marks)
+            if not plan:
+                return [], new_marks
+            query, params = self._tail_query(plan, type, since)
+            try:
+                with self._qlock:
+                    return _dicts(self._connection().execute(query, params)), new_marks
+            except duckdb.IOException:  # a file was merged away after listing: plan again
+                if attempt == 7:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _tail_query(plan: list[Any], type: str | None, since: datetime | None) -> tuple[str, list[Any]]:
         parts, params = [], []
         for seg, lo, hi in plan:
             parts.append(f"SELECT {_COLUMNS} FROM read_parquet(?) WHERE seg BETWEEN ? AND ?")
@@ -103,10 +134,7 @@ class FileEventStore(BufferedEventStore):
             params.append(since)
         if conds:
             query += " WHERE " + " AND ".join(conds)
-        query += " ORDER BY ts, id"
-        with self._qlock:
-            rows = frame(self._connection().execute(query, params)).to_dict("records")
-        return rows, new_marks
+        return query + " ORDER BY ts, id", params
 
     def _release(self) -> None:
         for log in self._logs.values():

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..model import Event
 from .arrow import DEAD_LETTERS, DEAD_MARKS, EVENTS, events_table
-from .base import _COLUMNS, BufferedEventStore, frame
+from .base import _COLUMNS, BufferedEventStore, _dicts
 
 if TYPE_CHECKING:
     import duckdb
@@ -66,8 +66,8 @@ class MemoryEventStore(BufferedEventStore):
             query += " AND ts >= ?"
             params.append(since)
         with self._qlock:
-            rows = frame(self._connection().execute(query + " ORDER BY seq", params)).to_dict("records")
-            top = self._connection().execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            rows = _dicts(self._connection().execute(query + " ORDER BY seq", params))
+            top = self._connection().execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0]
         for r in rows:
             r.pop("seq")
         return rows, max(last, int(top))

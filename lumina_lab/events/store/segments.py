@@ -24,11 +24,13 @@ store keeps one *writer* per process, each writing its own segment files:
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ __all__ = ["SegmentFile", "SegmentLog", "list_segments"]
 
 _NAME = re.compile(r"^(?P<writer>[A-Za-z0-9_.-]+)~(?P<level>\d+)~(?P<lo>\d{10})~(?P<hi>\d{10})\.parquet$")
 _LOCKS = ".writers"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, order=True)
@@ -120,10 +123,19 @@ class SegmentLog:
         fsync: fsync files and the directory on every write.
         merge_at: merge a level's files into one when this many exist (level 0).
         fanout: the same for higher levels.
+        grace_s: merged-away files stay this long (skipped by readers) so that a
+            reader that listed them just before the merge can still open them.
     """
 
     def __init__(
-        self, root: Path, schema: pa.Schema, *, fsync: bool = True, merge_at: int = 32, fanout: int = 8
+        self,
+        root: Path,
+        schema: pa.Schema,
+        *,
+        fsync: bool = True,
+        merge_at: int = 32,
+        fanout: int = 8,
+        grace_s: float = 10.0,
     ) -> None:
         self.root = Path(root)
         self.schema = schema.append(pa.field("seg", pa.int64()))
@@ -134,6 +146,8 @@ class SegmentLog:
         self.writer = f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
         self._seq = 0
         self._mine: dict[int, list[SegmentFile]] = {}
+        self.grace_s = grace_s
+        self._doomed: list[tuple[float, Path]] = []
         self._lock_fd: int | None = None
         self._mutex = threading.Lock()
         try:
@@ -149,12 +163,16 @@ class SegmentLog:
     def write(self, table: pa.Table) -> SegmentFile:
         """Durably write ``table`` as the next segment and return it (acknowledged on return)."""
         with self._mutex:
-            self._seq += 1
-            seq = self._seq
+            seq = self._seq + 1  # taken only once written: a failed write leaves no gap
             table = table.append_column("seg", pa.array([seq] * table.num_rows, pa.int64()))
             seg = self._write_file(table, 0, seq, seq)
+            self._seq = seq
             self._mine.setdefault(0, []).append(seg)
-            self._maybe_merge()
+            self._reap()
+            try:
+                self._maybe_merge()
+            except StoreError as exc:  # the batch is stored; merging can wait for the next write
+                log.warning("segment merge postponed: %s", exc)
             return seg
 
     def _write_file(self, table: pa.Table, level: int, lo: int, hi: int, writer: str | None = None) -> SegmentFile:
@@ -192,15 +210,28 @@ class SegmentLog:
             merged = self._merge(segs, level + 1)
             self._mine[level] = []
             self._mine.setdefault(level + 1, []).append(merged)
+            self._reap()
             level += 1
 
     def _merge(self, segs: list[SegmentFile], level: int, writer: str | None = None) -> SegmentFile:
         segs = sorted(segs, key=lambda s: s.lo)
         table = pa.concat_tables([pq.read_table(s.path, schema=self.schema) for s in segs])
         merged = self._write_file(table, level, segs[0].lo, segs[-1].hi, writer=writer)
-        for s in segs:
-            s.path.unlink(missing_ok=True)
+        # Readers skip covered files, but one may have listed them a moment ago: delete them later.
+        due = time.monotonic() + self.grace_s
+        self._doomed.extend((due, s.path) for s in segs)
         return merged
+
+    def _reap(self, *, everything: bool = False) -> None:
+        """Delete merged-away files whose grace period is over."""
+        now = time.monotonic()
+        keep = []
+        for due, path in self._doomed:
+            if everything or due <= now:
+                path.unlink(missing_ok=True)
+            else:
+                keep.append((due, path))
+        self._doomed = keep
 
     def compact_orphans(self) -> int:
         """Merge the files of writers that are no longer alive; return files removed."""
@@ -220,19 +251,33 @@ class SegmentLog:
                     tmp.unlink(missing_ok=True)
                 segs = [s for s in _scan(self.root) if s.writer == writer]
                 live, _ = _live_cover(segs)
-                for s in segs:  # files already covered by a merged one
-                    if s not in live:
+                for s in segs:  # files covered by a merged one, once it is older than the grace period
+                    if s in live:
+                        continue
+                    cover = next(c for c in live if c.lo <= s.lo and s.hi <= c.hi)
+                    try:
+                        old_enough = time.time() - cover.path.stat().st_mtime >= self.grace_s
+                    except FileNotFoundError:
+                        continue
+                    if old_enough:
                         s.path.unlink(missing_ok=True)
                         removed += 1
                 if len(live) > 1:
                     self._merge(live, max(s.level for s in live) + 1, writer=writer)
                     removed += len(live) - 1
+                    self._reap()
             finally:
                 os.close(fd)
         return removed
 
     def close(self) -> None:
-        """Release the writer lock (files stay; a later process may merge them)."""
+        """Release the writer lock (files stay; a later process may merge them).
+
+        Merged-away files still in their grace period are left for
+        :meth:`compact_orphans`, which removes covered files.
+        """
+        with self._mutex:
+            self._reap()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _events import Tick  # noqa: E402
+from _events import Tick
 
-from lumina_lab.events.store import FileEventStore  # noqa: E402
+from lumina_lab.events.store import FileEventStore
 
 
 def main(argv: list[str]) -> None:

@@ -25,10 +25,7 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 
     def make(**kwargs: Any) -> BufferedEventStore:
         store: BufferedEventStore
-        if request.param == "file":
-            store = FileEventStore(tmp_path / "events", **kwargs)
-        else:
-            store = MemoryEventStore(**kwargs)
+        store = FileEventStore(tmp_path / "events", **kwargs) if request.param == "file" else MemoryEventStore(**kwargs)
         made.append(store)
         return store
 
