@@ -78,7 +78,60 @@ class SchemaError(ValidationError):
 
 
 class ProviderError(LuminaError):
-    """A model provider failed or cannot serve the request."""
+    """A model provider failed or cannot serve the request.
+
+    Attributes:
+        provider: id of the provider that failed (if one did).
+        retryable: whether trying again (here or elsewhere) may succeed.
+        status: HTTP status when the failure came from HTTP.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status: int | None = None,
+        hint: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.provider = provider
+        self.status = status
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class RateLimited(ProviderError):
+    """The provider refused for rate (HTTP 429); ``retry_after`` seconds if it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer in time."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider is down or answered with a server error."""
+
+
+class StreamBroken(ProviderError):
+    """A stream ended before its final chunk."""
+
+
+class NoProviderAvailable(ProviderError):
+    """No registered provider can serve the request (capabilities, policy, breakers, budget)."""
+
+    retryable = False
+
+
+class CircuitOpen(ProviderError):
+    """The provider's circuit breaker is open: calls are refused until it half-opens."""
 
 
 class BudgetExceeded(LuminaError):

@@ -314,6 +314,10 @@ class InProcessBus:
         if sub._queue is not None and self._loop is not None:
             self._call_on_loop(self._wake_getter, sub)
 
+    def has_subscribers(self, event_type: str) -> bool:
+        """Whether any subscriber would receive events of ``event_type`` (cheap; lets callers skip building them)."""
+        return bool(self._route(event_type))
+
     @property
     def subscriptions(self) -> list[Subscription]:
         return list(self._subs)

@@ -1,0 +1,87 @@
+"""The :class:`Provider` protocol and :class:`BaseProvider`, the base of the built-in adapters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from ..errors import ValidationError
+from .types import Capabilities, ChatRequest, ChatResponse, Limits, Pricing, StreamChunk
+
+__all__ = ["BaseProvider", "Provider"]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A model endpoint the router can call.
+
+    ``ainvoke`` returns a whole answer; ``astream`` yields :class:`StreamChunk`
+    objects, the last with ``done=True`` and ``usage``.  Failures raise
+    :class:`~lumina_lab.errors.ProviderError` subclasses (``RateLimited``,
+    ``ProviderTimeout``, ``ProviderUnavailable``, ``StreamBroken``).
+    Cancelling the task that awaits either one cancels the call.
+    """
+
+    id: str
+    model: str
+    capabilities: Capabilities
+    pricing: Pricing
+    limits: Limits
+
+    async def ainvoke(self, request: ChatRequest) -> ChatResponse: ...
+
+    def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]: ...
+
+
+class BaseProvider:
+    """Declaration shared by the adapters: id, model, capabilities, pricing and limits.
+
+    Args:
+        id: unique provider id in a registry (default: the model name).
+        model: model name sent to the endpoint.
+        capabilities: what it can do (default: chat only, 8k context).
+        pricing: USD per million tokens; default: the shipped list-price snapshot
+            for ``model`` if it has one, else free.
+        limits: RPM, TPM and concurrency limits.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        id: str | None = None,
+        capabilities: Capabilities | dict | None = None,
+        pricing: Pricing | dict | None = None,
+        limits: Limits | dict | None = None,
+    ) -> None:
+        if not isinstance(model, str) or not model:
+            raise ValidationError(f"model={model!r} must be a non-empty string", input=model)
+        self.model = model
+        self.id = id or model
+        self.capabilities = _coerce(Capabilities, capabilities)
+        self.limits = _coerce(Limits, limits)
+        if pricing is None:
+            try:
+                pricing = Pricing.for_model(model)
+            except ValidationError:
+                pricing = Pricing()
+        self.pricing = _coerce(Pricing, pricing)
+
+    async def ainvoke(self, request: ChatRequest) -> ChatResponse:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, model={self.model!r})"
+
+
+def _coerce(cls, value):
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        return cls(**value)
+    raise ValidationError(f"expected {cls.__name__} or a dict, got {value!r}", input=value)

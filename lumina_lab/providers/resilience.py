@@ -1,0 +1,152 @@
+"""Circuit breaker and retry policy (both read time from an injected clock)."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from ..clock import WALL, Clock
+from ..errors import ProviderError, RateLimited, ValidationError
+
+__all__ = ["BreakerState", "CircuitBreaker", "RetryPolicy"]
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker:
+    """Per-provider breaker over the failure rate of its last ``window`` calls.
+
+    * **closed**: calls pass; once at least ``min_calls`` outcomes are in the
+      window and the failure rate reaches ``failure_rate``, it opens.  With
+      ``min_calls`` small it trips even when a provider is the only one.
+    * **open**: calls are refused for ``open_s`` seconds.
+    * **half_open**: exactly one probe call passes; success closes the
+      breaker (window cleared), failure opens it again.
+
+    Args:
+        on_change: called with ``(old, new, failure_rate)`` on every transition.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int = 20,
+        min_calls: int = 5,
+        failure_rate: float = 0.5,
+        open_s: float = 30.0,
+        clock: Clock = WALL,
+        on_change: Callable[[str, str, float], None] | None = None,
+    ) -> None:
+        if not 0 < failure_rate <= 1:
+            raise ValidationError(f"failure_rate={failure_rate!r} must be in (0, 1]")
+        if min_calls < 1 or window < min_calls:
+            raise ValidationError(f"need 1 <= min_calls ({min_calls}) <= window ({window})")
+        self.window = window
+        self.min_calls = min_calls
+        self.failure_rate = failure_rate
+        self.open_s = open_s
+        self.clock = clock
+        self.on_change = on_change
+        self.state: BreakerState = "closed"
+        self.opened_at = 0.0
+        self.probe_in_flight = False
+        self._outcomes: deque[bool] = deque(maxlen=window)
+        self._failures = 0
+        self.transitions: list[tuple[float, str, str]] = []
+
+    @property
+    def current_failure_rate(self) -> float:
+        return self._failures / len(self._outcomes) if self._outcomes else 0.0
+
+    def _set(self, new: BreakerState) -> None:
+        old = self.state
+        if old == new:
+            return
+        self.state = new
+        self.transitions.append((self.clock.now(), old, new))
+        if new == "open":
+            self.opened_at = self.clock.now()
+        if self.on_change is not None:
+            self.on_change(old, new, self.current_failure_rate)
+
+    def available(self) -> bool:
+        """Whether a call may be attempted now (without claiming the half-open probe)."""
+        if self.state == "closed":
+            return True
+        if self.state == "open":
+            return self.clock.now() - self.opened_at >= self.open_s
+        return not self.probe_in_flight
+
+    def allow(self) -> bool:
+        """Claim permission for one call; in half-open only one caller gets it."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "open":
+            if self.clock.now() - self.opened_at < self.open_s:
+                return False
+            self._set("half_open")
+        if self.probe_in_flight:
+            return False
+        self.probe_in_flight = True
+        return True
+
+    def record(self, success: bool) -> None:
+        """Record the outcome of a call that :meth:`allow` let through."""
+        if self.state == "half_open":
+            self.probe_in_flight = False
+            if success:
+                self._outcomes.clear()
+                self._failures = 0
+                self._set("closed")
+            else:
+                self._set("open")
+            return
+        if self.state == "open":  # a call that started before the breaker opened
+            return
+        if len(self._outcomes) == self._outcomes.maxlen and not self._outcomes[0]:
+            self._failures -= 1
+        self._outcomes.append(success)
+        if not success:
+            self._failures += 1
+            if len(self._outcomes) >= self.min_calls and self._failures / len(self._outcomes) >= self.failure_rate:
+                self._set("open")
+
+    def release_probe(self) -> None:
+        """A half-open probe ended without an outcome (e.g. cancelled): let another probe through."""
+        if self.state == "half_open":
+            self.probe_in_flight = False
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(state={self.state!r}, failure_rate={self.current_failure_rate:.2f})"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of one provider before falling back to the next.
+
+    Delay before retry ``n`` (1-based): ``min(max_s, base_s * 2**(n-1))`` with
+    full jitter (uniform in ``[0, that]``) when ``jitter``; a ``RateLimited``
+    error's ``retry_after`` is honoured if it is at most ``max_retry_after_s``
+    (beyond that the router falls back at once).
+    """
+
+    attempts: int = 2
+    base_s: float = 0.2
+    max_s: float = 5.0
+    jitter: bool = True
+    max_retry_after_s: float = 10.0
+
+    def delay(self, attempt: int, error: BaseException, rng: random.Random) -> float | None:
+        """Seconds to wait before retry ``attempt`` (1-based), or None to stop retrying here."""
+        if attempt >= self.attempts:
+            return None
+        if isinstance(error, ProviderError) and not error.retryable:
+            return None
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            return error.retry_after if error.retry_after <= self.max_retry_after_s else None
+        cap = min(self.max_s, self.base_s * 2 ** (attempt - 1))
+        return rng.uniform(0, cap) if self.jitter else cap

@@ -1,0 +1,645 @@
+"""The router: capability filter, policy veto, breakers, a strategy, then resilient execution.
+
+For one request the router
+
+1. takes the registry's candidates for the request's capabilities,
+2. drops providers vetoed by the policy hook, with an open breaker, unhealthy,
+   or at their concurrency limit (each with a reason, reported in the
+   ``provider.request.routed`` event and in errors),
+3. ranks the rest with the strategy (selection state updated at dispatch),
+4. calls the first under a budget reservation, retrying per :class:`RetryPolicy`
+   (honouring ``Retry-After``) and falling back along the ranking; optionally
+   hedges (a second request after a delay, first answer wins, the other is
+   cancelled); streams fail over mid-answer to the next provider.
+
+Every step is an event on the bus, built only when someone subscribes to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..clock import WALL, Clock, WallClock
+from ..errors import (
+    BudgetExceeded,
+    CircuitOpen,
+    NoProviderAvailable,
+    PolicyDenied,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    StreamBroken,
+    ValidationError,
+)
+from ..events import Event
+from . import events as ev
+from .cost import BudgetManager, Reservation, predict_cost
+from .registry import ProviderRegistry, ProviderState
+from .resilience import RetryPolicy
+from .strategies import Cascade, Strategy, strategy_from_name
+from .types import ChatRequest, ChatResponse, Message, StreamChunk
+
+__all__ = ["PolicyHook", "RouteDecision", "Router"]
+
+#: ``policy(request, provider_state) -> bool`` (False or raising ``PolicyDenied`` vetoes the provider).
+PolicyHook = Callable[[ChatRequest, ProviderState], bool]
+_CONTINUE = "Continue exactly where the previous answer stopped. Do not repeat what was already said."
+
+
+@dataclass
+class RouteDecision:
+    """Where a request would go, and why the others would not."""
+
+    request_id: str
+    strategy: str
+    ranked: list[str]
+    excluded: dict[str, str] = field(default_factory=dict)
+    predicted_cost_usd: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def chosen(self) -> str | None:
+        return self.ranked[0] if self.ranked else None
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{i + 1}</td><td>{p}</td><td>${self.predicted_cost_usd.get(p, 0):.6f}</td></tr>"
+            for i, p in enumerate(self.ranked)
+        )
+        ex = "".join(f"<li>{p}: {why}</li>" for p, why in self.excluded.items())
+        return (
+            f"<b>{self.strategy}</b> → <b>{self.chosen}</b><table><tr><th>#</th><th>provider</th>"
+            f"<th>predicted cost</th></tr>{rows}</table>" + (f"excluded:<ul>{ex}</ul>" if ex else "")
+        )
+
+
+class Router:
+    """Routes chat requests across a :class:`ProviderRegistry`.
+
+    Args:
+        registry: the providers.
+        strategy: a :class:`Strategy` or its name (``cheapest``, ``fastest``,
+            ``weighted``, ``least_busy``, ``round_robin``, ``cascade``, ``bandit``).
+        bus: where events go (optional).
+        budgets: a :class:`BudgetManager` enforced before each call.
+        policy: veto hook ``policy(request, state) -> bool``.
+        retry: retries per provider before falling back.
+        timeout_s: per-call timeout (``request.timeout_s`` overrides).
+        hedge_after_s: launch a second provider if the first has not answered by then.
+        clock: time source (breakers, retries, timeouts, hedging).
+        seed: seeds retry jitter.
+    """
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        strategy: Strategy | str = "cheapest",
+        *,
+        bus: Any = None,
+        budgets: BudgetManager | None = None,
+        policy: PolicyHook | None = None,
+        retry: RetryPolicy | None = None,
+        timeout_s: float | None = 60.0,
+        hedge_after_s: float | None = None,
+        clock: Clock | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.registry = registry
+        self.strategy = strategy_from_name(strategy)
+        self.bus = bus
+        self.budgets = budgets
+        self.policy = policy
+        self.retry = retry or RetryPolicy()
+        self.timeout_s = timeout_s
+        self.hedge_after_s = hedge_after_s
+        self.clock = clock or registry.clock or WALL
+        self._wall_clock = isinstance(self.clock, WallClock)
+        self.rng = random.Random(seed)
+        self.requests = 0
+        if bus is not None and registry.on_breaker_change is None:
+            registry.on_breaker_change = self._breaker_changed
+
+    # ------------------------------------------------------------------ events
+    def _wants(self, cls: type[Event]) -> bool:
+        bus = self.bus
+        return bus is not None and bus.has_subscribers(cls.event_type)
+
+    async def _emit(self, event: Event) -> None:
+        await self.bus.publish(event)
+
+    def _breaker_changed(self, provider: str, old: str, new: str, rate: float) -> None:
+        if self._wants(ev.BreakerChanged):
+            event = ev.BreakerChanged(provider=provider, old=old, new=new, failure_rate=rate)
+            try:
+                asyncio.get_running_loop().create_task(self.bus.publish(event))
+            except RuntimeError:
+                self.bus.publish_sync(event)
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, request: ChatRequest) -> RouteDecision:
+        """Rank the providers for ``request`` without calling any (and without dispatching)."""
+        ranked, excluded = self._plan(request)
+        return RouteDecision(
+            request.id,
+            self.strategy.name,
+            [s.id for s in ranked],
+            excluded,
+            {s.id: predict_cost(s.provider.pricing, request) for s in ranked},
+        )
+
+    def _plan(self, request: ChatRequest) -> tuple[list[ProviderState], dict[str, str]]:
+        if not isinstance(request, ChatRequest):
+            raise ValidationError(
+                f"route a ChatRequest, not {type(request).__name__}",
+                input=request,
+                hint="ChatRequest('your prompt', needs={'code'})",
+            )
+        candidates = self.registry.candidates(request)
+        excluded: dict[str, str] = {}
+        usable: list[ProviderState] = []
+        saturated: list[ProviderState] = []
+        policy = self.policy
+        for s in candidates:
+            if not s.healthy:
+                excluded[s.id] = f"unhealthy ({s.last_probe_error})"
+                continue
+            if not s.breaker.available():
+                excluded[s.id] = f"circuit {s.breaker.state}"
+                continue
+            if policy is not None:
+                try:
+                    allowed = policy(request, s)
+                except PolicyDenied as exc:
+                    allowed, reason = False, str(exc)
+                else:
+                    reason = "denied by policy"
+                if not allowed:
+                    excluded[s.id] = reason
+                    continue
+            cap = s.provider.limits.max_concurrency
+            if cap is not None and s.stats.inflight >= cap:
+                saturated.append(s)
+                continue
+            usable.append(s)
+        if not usable and saturated:  # everyone is busy: queue on the least loaded
+            usable = sorted(saturated, key=lambda s: s.stats.inflight / (s.provider.limits.max_concurrency or 1))
+        else:
+            for s in saturated:
+                excluded[s.id] = f"at max_concurrency ({s.provider.limits.max_concurrency})"
+        return self.strategy.rank(usable, request), excluded
+
+    def _no_provider(self, request: ChatRequest, excluded: dict[str, str]) -> NoProviderAvailable:
+        needs = request.needs if request.needs else "chat"
+        if not self.registry.candidates(request):
+            return NoProviderAvailable(
+                f"no registered provider offers {sorted(needs) if not isinstance(needs, str) else needs}"
+                f" with a context window >= {request.min_context}"
+                + (f" and language {request.language!r}" if request.language else "")
+                + (f" matching model {request.model!r}" if request.model else ""),
+                hint=f"registered: {[s.id for s in self.registry]}; relax the request or register a provider",
+            )
+        why = "; ".join(f"{p}: {r}" for p, r in excluded.items())
+        return NoProviderAvailable(f"no provider can take request {request.id} now ({why})")
+
+    # ------------------------------------------------------------------ invoke
+    async def ainvoke(self, request: ChatRequest | str, **fields: Any) -> ChatResponse:
+        """Route and answer ``request`` (a :class:`ChatRequest`, or a prompt plus ChatRequest fields)."""
+        if isinstance(request, str):
+            request = ChatRequest(request, **fields)
+        self.requests += 1
+        ranked, excluded = self._plan(request)
+        if not ranked:
+            raise self._no_provider(request, excluded)
+        if self._wants(ev.RequestRouted):
+            await self._emit(
+                ev.RequestRouted(
+                    request_id=request.id,
+                    strategy=self.strategy.name,
+                    chosen=ranked[0].id,
+                    candidates=[s.id for s in ranked],
+                    excluded=excluded,
+                    principal=request.principal,
+                    project=request.project,
+                    predicted_cost_usd=predict_cost(ranked[0].provider.pricing, request),
+                )
+            )
+        if isinstance(self.strategy, Cascade):
+            return await self._cascade(request, ranked)
+        if self.hedge_after_s is not None and len(ranked) > 1:
+            return await self._hedged(request, ranked)
+        return await self._fallback_chain(request, ranked)
+
+    async def _fallback_chain(
+        self, request: ChatRequest, ranked: Sequence[ProviderState], tried: list[str] | None = None
+    ) -> ChatResponse:
+        tried = tried if tried is not None else []
+        errors: list[BaseException] = []
+        n = len(ranked)
+        for i, state in enumerate(ranked):
+            try:
+                response = await self._attempts(state, request)
+            except (ProviderError, BudgetExceeded) as exc:
+                tried.append(state.id)
+                errors.append(exc)
+                if i + 1 < n and self._wants(ev.FallbackUsed):
+                    await self._emit(
+                        ev.FallbackUsed(
+                            request_id=request.id,
+                            failed=state.id,
+                            next=ranked[i + 1].id,
+                            reason=f"{type(exc).__name__}: {exc.message if hasattr(exc, 'message') else exc}",
+                        )
+                    )
+                continue
+            tried.append(state.id)
+            response.tried = tried
+            return response
+        raise self._all_failed(request, tried, errors)
+
+    def _all_failed(self, request: ChatRequest, tried: list[str], errors: list[BaseException]) -> Exception:
+        if errors and all(isinstance(e, BudgetExceeded) for e in errors):
+            return errors[-1]
+        detail = "; ".join(f"{p}: {type(e).__name__}: {getattr(e, 'message', e)}" for p, e in zip(tried, errors))
+        err = NoProviderAvailable(
+            f"request {request.id} failed on every provider tried ({detail})",
+            hint="see the provider.call.failed events; breakers reopen after their open period",
+        )
+        err.errors = errors  # type: ignore[attr-defined]
+        return err
+
+    async def _attempts(self, state: ProviderState, request: ChatRequest) -> ChatResponse:
+        """Call one provider with retries; raise the last error when retries are exhausted."""
+        attempt = 1
+        provider = state.provider
+        while True:
+            if not state.breaker.allow():
+                raise CircuitOpen(f"{state.id}: circuit open", provider=state.id)
+            reservation = self._reserve(request, state)
+            state.stats.on_dispatch()
+            self.strategy.on_dispatch(state, request)
+            if self._wants(ev.CallStarted):
+                await self._emit(
+                    ev.CallStarted(request_id=request.id, provider=state.id, model=provider.model, attempt=attempt)
+                )
+            start = self.clock.now()
+            try:
+                response = await self._timed(provider.ainvoke(request), request, state)
+            except asyncio.CancelledError:
+                state.stats.on_abandon()
+                state.breaker.release_probe()
+                self._release(reservation)
+                raise
+            except Exception as exc:
+                error = (
+                    exc
+                    if isinstance(exc, ProviderError)
+                    else ProviderUnavailable(f"{state.id}: {type(exc).__name__}: {exc}", provider=state.id)
+                )
+                elapsed = self.clock.now() - start
+                state.stats.on_failure()
+                state.breaker.record(False)
+                self._release(reservation)
+                self.strategy.on_result(state, request, None)
+                if self._wants(ev.CallFailed):
+                    await self._emit(
+                        ev.CallFailed(
+                            request_id=request.id,
+                            provider=state.id,
+                            model=provider.model,
+                            attempt=attempt,
+                            error_type=type(error).__name__,
+                            error=error.message,
+                            retryable=error.retryable,
+                            latency_s=elapsed,
+                        )
+                    )
+                delay = self.retry.delay(attempt, error, self.rng)
+                if delay is None or not state.breaker.available():
+                    raise error from (exc if error is not exc else None)
+                if self._wants(ev.RetryScheduled):
+                    await self._emit(
+                        ev.RetryScheduled(
+                            request_id=request.id,
+                            provider=state.id,
+                            attempt=attempt + 1,
+                            delay_s=delay,
+                            reason=type(error).__name__,
+                        )
+                    )
+                if delay > 0:
+                    await self.clock.sleep(delay)
+                attempt += 1
+                continue
+            latency = self.clock.now() - start
+            if not self._wall_clock or not response.latency_s:
+                response.latency_s = latency
+            state.stats.on_success(response.latency_s, response.ttft_s, response.cost_usd)
+            state.breaker.record(True)
+            self._settle(reservation, response.cost_usd)
+            self.strategy.on_result(state, request, response)
+            response.attempts = attempt
+            response.request_id = request.id
+            if self._wants(ev.CallFinished):
+                await self._emit(self._finished_event(request, state, response, attempt, stream=False))
+            return response
+
+    def _finished_event(
+        self, request: ChatRequest, state: ProviderState, response: ChatResponse, attempt: int, *, stream: bool
+    ) -> ev.CallFinished:
+        return ev.CallFinished(
+            request_id=request.id,
+            provider=state.id,
+            model=state.provider.model,
+            attempt=attempt,
+            input_tokens=response.usage.input_tokens,
+            output_tokens=response.usage.output_tokens,
+            cost_usd=response.cost_usd,
+            latency_s=response.latency_s,
+            ttft_s=response.ttft_s,
+            principal=request.principal,
+            project=request.project,
+            stream=stream,
+        )
+
+    async def _timed(self, call: Any, request: ChatRequest, state: ProviderState) -> Any:
+        timeout = request.timeout_s if request.timeout_s is not None else self.timeout_s
+        if timeout is None:
+            return await call
+        if self._wall_clock:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await call
+            except TimeoutError:
+                raise ProviderTimeout(f"{state.id}: no answer within {timeout}s", provider=state.id) from None
+        task = asyncio.ensure_future(call)
+        sleeper = asyncio.ensure_future(self.clock.sleep(timeout))
+        try:
+            done, _ = await asyncio.wait({task, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            sleeper.cancel()
+            raise
+        if task in done:
+            sleeper.cancel()
+            return task.result()
+        task.cancel()
+        try:
+            await task
+        except BaseException:
+            pass
+        raise ProviderTimeout(f"{state.id}: no answer within {timeout}s", provider=state.id)
+
+    # ------------------------------------------------------------------ budgets
+    def _reserve(self, request: ChatRequest, state: ProviderState) -> Reservation | None:
+        budgets = self.budgets
+        if not budgets:
+            return None
+        try:
+            return budgets.reserve(request, predict_cost(state.provider.pricing, request))
+        except BudgetExceeded as exc:
+            if self._wants(ev.BudgetExceededEvent):
+                self._emit_nowait(
+                    ev.BudgetExceededEvent(
+                        request_id=request.id,
+                        error=exc.message,
+                        principal=request.principal,
+                        project=request.project,
+                    )
+                )
+            raise
+
+    def _release(self, reservation: Reservation | None) -> None:
+        if reservation is not None:
+            self.budgets.release(reservation)  # type: ignore[union-attr]
+
+    def _settle(self, reservation: Reservation | None, cost: float) -> None:
+        if reservation is None:
+            return
+        for crossing in self.budgets.settle(reservation, cost):  # type: ignore[union-attr]
+            if self._wants(ev.BudgetWarning):
+                self._emit_nowait(
+                    ev.BudgetWarning(
+                        budget=crossing.budget,
+                        bucket=crossing.bucket,
+                        spent_usd=crossing.spent_usd,
+                        limit_usd=crossing.limit_usd,
+                    )
+                )
+
+    def _emit_nowait(self, event: Event) -> None:
+        try:
+            asyncio.get_running_loop().create_task(self.bus.publish(event))
+        except RuntimeError:
+            self.bus.publish_sync(event)
+
+    # ------------------------------------------------------------------ hedging and cascades
+    async def _hedged(self, request: ChatRequest, ranked: Sequence[ProviderState]) -> ChatResponse:
+        primary, backup = ranked[0], ranked[1]
+        first = asyncio.ensure_future(self._attempts(primary, request))
+        timer = asyncio.ensure_future(self.clock.sleep(self.hedge_after_s or 0.0))
+        try:
+            done, _ = await asyncio.wait({first, timer}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            first.cancel()
+            timer.cancel()
+            raise
+        if first in done:
+            timer.cancel()
+            if first.exception() is None:
+                response = first.result()
+                response.tried = [primary.id]
+                return response
+            return await self._fallback_chain(request, ranked[1:], tried=[primary.id])
+        if self._wants(ev.HedgeLaunched):
+            await self._emit(
+                ev.HedgeLaunched(request_id=request.id, primary=primary.id, hedge=backup.id, after_s=self.hedge_after_s)
+            )
+        second = asyncio.ensure_future(self._attempts(backup, request))
+        pending = {first, second}
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is None:
+                        for other in pending:
+                            other.cancel()
+                        await asyncio.gather(*pending, return_exceptions=True)
+                        response = task.result()
+                        response.hedged = True
+                        response.tried = [primary.id, backup.id]
+                        return response
+        except asyncio.CancelledError:
+            for t in (first, second):
+                t.cancel()
+            raise
+        return await self._fallback_chain(request, ranked[2:], tried=[primary.id, backup.id])
+
+    async def _cascade(self, request: ChatRequest, ranked: Sequence[ProviderState]) -> ChatResponse:
+        strategy = self.strategy
+        assert isinstance(strategy, Cascade)
+        tried: list[str] = []
+        last: ChatResponse | None = None
+        errors: list[BaseException] = []
+        for state in list(ranked)[: strategy.max_steps]:
+            try:
+                response = await self._attempts(state, request)
+            except (ProviderError, BudgetExceeded) as exc:
+                tried.append(state.id)
+                errors.append(exc)
+                continue
+            tried.append(state.id)
+            response.tried = list(tried)
+            last = response
+            if strategy.check(response):
+                response.metadata["cascade_passed"] = True
+                return response
+            response.metadata["cascade_passed"] = False
+        if last is not None:
+            return last  # best effort: the most capable answer we got
+        raise self._all_failed(request, tried, errors)
+
+    # ------------------------------------------------------------------ streaming
+    async def astream(self, request: ChatRequest | str, **fields: Any) -> AsyncIterator[StreamChunk]:
+        """Stream an answer; if a stream breaks, continue on the next provider.
+
+        The first chunk after a failover has ``failover_from`` set.  Stopping
+        iteration (or cancelling the consumer) cancels the provider's stream.
+        """
+        if isinstance(request, str):
+            request = ChatRequest(request, **fields)
+        self.requests += 1
+        ranked, excluded = self._plan(request)
+        if not ranked:
+            raise self._no_provider(request, excluded)
+        received: list[str] = []
+        failover_from: str | None = None
+        errors: list[BaseException] = []
+        tried: list[str] = []
+        for i, state in enumerate(ranked):
+            if not state.breaker.allow():
+                continue
+            try:
+                reservation = self._reserve(request, state)
+            except BudgetExceeded as exc:
+                errors.append(exc)
+                tried.append(state.id)
+                continue
+            req = request if not received else _continuation(request, "".join(received))
+            state.stats.on_dispatch()
+            self.strategy.on_dispatch(state, request)
+            if self._wants(ev.CallStarted):
+                await self._emit(
+                    ev.CallStarted(
+                        request_id=request.id, provider=state.id, model=state.provider.model, attempt=1, stream=True
+                    )
+                )
+            start = self.clock.now()
+            ttft: float | None = None
+            outcome: str | None = None  # "ok", "failed", or None if the consumer walked away
+            stream = state.provider.astream(req)
+            try:
+                async for chunk in stream:
+                    if ttft is None:
+                        ttft = self.clock.now() - start
+                    if failover_from is not None:
+                        chunk.failover_from = failover_from
+                        failover_from = None
+                    if chunk.done:
+                        outcome = "ok"
+                        usage = chunk.usage
+                        cost = state.provider.pricing.cost(usage.input_tokens, usage.output_tokens) if usage else 0.0
+                        latency = self.clock.now() - start
+                        state.stats.on_success(latency, ttft, cost)
+                        state.breaker.record(True)
+                        self._settle(reservation, cost)
+                        if self._wants(ev.CallFinished):
+                            await self._emit(
+                                ev.CallFinished(
+                                    request_id=request.id,
+                                    provider=state.id,
+                                    model=state.provider.model,
+                                    attempt=1,
+                                    input_tokens=usage.input_tokens if usage else 0,
+                                    output_tokens=usage.output_tokens if usage else 0,
+                                    cost_usd=cost,
+                                    latency_s=latency,
+                                    ttft_s=ttft,
+                                    principal=request.principal,
+                                    project=request.project,
+                                    stream=True,
+                                )
+                            )
+                        yield chunk
+                        return
+                    received.append(chunk.text)
+                    yield chunk
+                raise StreamBroken(f"{state.id}: stream ended without a final chunk", provider=state.id)
+            except ProviderError as exc:
+                outcome = "failed"
+                state.stats.on_failure()
+                state.breaker.record(False)
+                self._release(reservation)
+                errors.append(exc)
+                tried.append(state.id)
+                if self._wants(ev.CallFailed):
+                    await self._emit(
+                        ev.CallFailed(
+                            request_id=request.id,
+                            provider=state.id,
+                            model=state.provider.model,
+                            attempt=1,
+                            error_type=type(exc).__name__,
+                            error=exc.message,
+                            retryable=exc.retryable,
+                            latency_s=self.clock.now() - start,
+                        )
+                    )
+                nxt = next((s.id for s in ranked[i + 1 :]), None)
+                if nxt is not None and self._wants(ev.StreamFailover):
+                    await self._emit(
+                        ev.StreamFailover(
+                            request_id=request.id,
+                            failed=state.id,
+                            next=nxt,
+                            chars_received=sum(map(len, received)),
+                            reason=f"{type(exc).__name__}: {exc.message}",
+                        )
+                    )
+                failover_from = state.id
+                continue
+            finally:
+                await stream.aclose()
+                if outcome is None:  # the consumer stopped or was cancelled: the call is abandoned
+                    state.stats.on_abandon()
+                    state.breaker.release_probe()
+                    self._release(reservation)
+        raise self._all_failed(request, tried, errors)
+
+    # ------------------------------------------------------------------ feedback
+    def feedback(self, request_id: str, reward: float) -> bool:
+        """Score an answer in [0, 1] for learning strategies (the bandit)."""
+        return self.strategy.feedback(request_id, reward)
+
+    def __repr__(self) -> str:
+        return f"Router(strategy={self.strategy!r}, providers={len(self.registry)}, requests={self.requests})"
+
+
+def _continuation(request: ChatRequest, partial: str) -> ChatRequest:
+    msgs = [*request.messages, Message("assistant", partial), Message("user", _CONTINUE)]  # type: ignore[misc]
+    return ChatRequest(
+        msgs,
+        needs=request.needs,
+        min_context=request.min_context,
+        language=request.language,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        principal=request.principal,
+        project=request.project,
+        task=request.task,
+        timeout_s=request.timeout_s,
+        metadata=request.metadata,
+        id=request.id,
+    )

@@ -1,0 +1,183 @@
+"""``SimulatedProvider``: a provider with latency, throughput, error, rate-limit and quality profiles.
+
+Deterministic under a seed, and clock-agnostic: on a :class:`~lumina_lab.clock.ManualClock`
+it answers in simulated time; with zero latency it answers without sleeping
+at all (used to measure router overhead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..clock import WALL, Clock
+from ..errors import ProviderTimeout, ProviderUnavailable, RateLimited, StreamBroken
+from .base import BaseProvider
+from .cost import estimate_tokens
+from .types import ChatRequest, ChatResponse, StreamChunk, Usage
+
+__all__ = ["SimulatedProvider"]
+
+_WORDS = ("the", "model", "answers", "with", "a", "plausible", "simulated", "sentence", "about", "your", "request")
+
+
+class SimulatedProvider(BaseProvider):
+    """A provider whose behaviour is drawn from distributions.
+
+    Args:
+        model: model name (list prices are looked up in the shipped snapshot).
+        ttft_s: median time to first token (lognormal with spread ``ttft_sigma``).
+        tokens_per_s: output speed.
+        output_tokens: median answer length (lognormal, capped by ``max_tokens``).
+        error_rate: probability of a 5xx-like failure (``ProviderUnavailable``).
+        timeout_rate: probability the call hangs until the caller's timeout
+            (raises ``ProviderTimeout`` after ``hang_s``).
+        break_rate: probability a stream stops mid-answer (``StreamBroken``).
+        rpm: requests per minute before ``RateLimited`` (with ``retry_after``).
+        quality: probability an answer is "good" (reported in ``metadata["quality_ok"]``).
+        down: when True every call fails (toggle at run time to simulate outages).
+        seed: makes every draw reproducible.
+        clock: time source (wall clock by default).
+    """
+
+    def __init__(
+        self,
+        model: str = "simulated",
+        *,
+        id: str | None = None,
+        ttft_s: float = 0.0,
+        ttft_sigma: float = 0.3,
+        tokens_per_s: float = 0.0,
+        output_tokens: int = 64,
+        error_rate: float = 0.0,
+        timeout_rate: float = 0.0,
+        break_rate: float = 0.0,
+        hang_s: float = 30.0,
+        rpm: int | None = None,
+        quality: float = 1.0,
+        down: bool = False,
+        seed: int | None = 0,
+        clock: Clock = WALL,
+        **declaration: Any,
+    ) -> None:
+        super().__init__(model, id=id, **declaration)
+        self.ttft_s = ttft_s
+        self.ttft_sigma = ttft_sigma
+        self.tokens_per_s = tokens_per_s
+        self.output_tokens = output_tokens
+        self.error_rate = error_rate
+        self.timeout_rate = timeout_rate
+        self.break_rate = break_rate
+        self.hang_s = hang_s
+        self.rpm = rpm
+        self.quality = quality
+        self.down = down
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.calls = 0
+        self.inflight = 0
+        self.cancelled = 0
+        self._recent: deque[float] = deque()
+
+    # ------------------------------------------------------------------ draws
+    def _draw(self, request: ChatRequest) -> tuple[float, int, float]:
+        rng = self.rng
+        ttft = self.ttft_s * math.exp(rng.gauss(0, self.ttft_sigma)) if self.ttft_s > 0 else 0.0
+        n_out = max(1, int(self.output_tokens * math.exp(rng.gauss(0, 0.3))))
+        if request.max_tokens:
+            n_out = min(n_out, request.max_tokens)
+        gen = n_out / self.tokens_per_s if self.tokens_per_s > 0 else 0.0
+        return ttft, n_out, gen
+
+    def _admit(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise ProviderUnavailable(f"{self.id} is down (simulated outage)", provider=self.id, status=503)
+        if self.rpm is not None:
+            now = self.clock.now()
+            while self._recent and now - self._recent[0] >= 60.0:
+                self._recent.popleft()
+            if len(self._recent) >= self.rpm:
+                retry_after = 60.0 - (now - self._recent[0])
+                raise RateLimited(
+                    f"{self.id}: rate limit of {self.rpm} requests/min reached (simulated)",
+                    provider=self.id,
+                    status=429,
+                    retry_after=retry_after,
+                )
+            self._recent.append(now)
+
+    async def _maybe_fail(self) -> None:
+        r = self.rng.random()
+        if r < self.error_rate:
+            raise ProviderUnavailable(f"{self.id}: simulated server error", provider=self.id, status=500)
+        if r < self.error_rate + self.timeout_rate:
+            await self.clock.sleep(self.hang_s)
+            raise ProviderTimeout(f"{self.id}: no answer within {self.hang_s}s (simulated)", provider=self.id)
+
+    def _text(self, n: int) -> list[str]:
+        return [_WORDS[(i * 7 + self.calls) % len(_WORDS)] + " " for i in range(n)]
+
+    # ------------------------------------------------------------------ protocol
+    async def ainvoke(self, request: ChatRequest) -> ChatResponse:
+        self._admit()
+        self.inflight += 1
+        start = self.clock.now()
+        try:
+            await self._maybe_fail()
+            ttft, n_out, gen = self._draw(request)
+            if ttft + gen > 0:
+                await self.clock.sleep(ttft + gen)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.inflight -= 1
+        n_in = estimate_tokens(request)
+        ok = self.rng.random() < self.quality
+        return ChatResponse(
+            text="".join(self._text(n_out)).rstrip(),
+            provider=self.id,
+            model=self.model,
+            usage=Usage(n_in, n_out),
+            cost_usd=self.pricing.cost(n_in, n_out),
+            latency_s=self.clock.now() - start,
+            ttft_s=ttft,
+            request_id=request.id,
+            metadata={"quality_ok": ok},
+        )
+
+    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        self._admit()
+        self.inflight += 1
+        try:
+            await self._maybe_fail()
+            ttft, n_out, gen = self._draw(request)
+            breaks_at = self.rng.randrange(1, n_out) if n_out > 1 and self.rng.random() < self.break_rate else None
+            if ttft > 0:
+                await self.clock.sleep(ttft)
+            per_token = gen / n_out if n_out else 0.0
+            words = self._text(n_out)
+            for i, word in enumerate(words):
+                if breaks_at is not None and i == breaks_at:
+                    raise StreamBroken(f"{self.id}: stream cut after {i} tokens (simulated)", provider=self.id)
+                if per_token > 0 and i:
+                    await self.clock.sleep(per_token)
+                yield StreamChunk(text=word, provider=self.id, index=i)
+            yield StreamChunk(
+                text="",
+                provider=self.id,
+                index=n_out,
+                done=True,
+                usage=Usage(estimate_tokens(request), n_out),
+                finish_reason="stop",
+            )
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled += 1
+            raise
+        finally:
+            self.inflight -= 1

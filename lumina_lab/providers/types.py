@@ -1,0 +1,213 @@
+"""The data that flows through the provider runtime.
+
+Per-request objects (:class:`ChatRequest`, :class:`ChatResponse`,
+:class:`StreamChunk`, :class:`Usage`) are slotted dataclasses: routing a
+request must cost microseconds.  Per-provider declarations
+(:class:`Capabilities`, :class:`Pricing`, :class:`Limits`) are pydantic
+models, validated once when a provider is declared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ValidationError
+from ..events.ids import new_id
+
+__all__ = [
+    "CAPABILITIES",
+    "Capabilities",
+    "ChatRequest",
+    "ChatResponse",
+    "Limits",
+    "Message",
+    "Pricing",
+    "StreamChunk",
+    "Usage",
+]
+
+#: Capability names a provider may declare, each with a level from 0 (none) to 1 (best).
+CAPABILITIES = ("chat", "code", "vision", "tools", "json_mode", "reasoning")
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class Capabilities(BaseModel):
+    """What a provider can do, with levels in [0, 1] (0: cannot; 1: best in class).
+
+    >>> caps = Capabilities(chat=1, code=0.8, context_window=128_000, languages={"en", "de"})
+    >>> caps.supports({"code"}, min_context=10_000)
+    True
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chat: float = Field(1.0, ge=0, le=1)
+    code: float = Field(0.0, ge=0, le=1)
+    vision: float = Field(0.0, ge=0, le=1)
+    tools: float = Field(0.0, ge=0, le=1)
+    json_mode: float = Field(0.0, ge=0, le=1)
+    reasoning: float = Field(0.0, ge=0, le=1)
+    context_window: int = Field(8_192, ge=1)
+    languages: frozenset[str] = frozenset({"en"})
+
+    def level(self, name: str) -> float:
+        return float(getattr(self, name))
+
+    def supports(
+        self,
+        needs: Mapping[str, float] | Sequence[str] | set[str] | frozenset[str],
+        *,
+        min_context: int = 0,
+        language: str | None = None,
+    ) -> bool:
+        """True if every needed capability is present (at the given minimum level, if a mapping)."""
+        if min_context > self.context_window:
+            return False
+        if language is not None and language not in self.languages and "*" not in self.languages:
+            return False
+        if isinstance(needs, Mapping):
+            return all(getattr(self, n) >= lvl and getattr(self, n) > 0 for n, lvl in needs.items())
+        return all(getattr(self, n) > 0 for n in needs)
+
+
+class Pricing(BaseModel):
+    """USD per million input and output tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_per_m: float = Field(0.0, ge=0)
+    output_per_m: float = Field(0.0, ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / 1e6
+
+    @classmethod
+    def for_model(cls, model: str) -> Pricing:
+        """List prices of ``model`` from the shipped, dated snapshot (``datasets/pricing.json``)."""
+        from ..data import pricing_snapshot
+
+        snap = pricing_snapshot()
+        try:
+            p = snap["models"][model]
+        except KeyError:
+            raise ValidationError(
+                f"no list price for model {model!r} in the pricing snapshot of {snap['as_of']}",
+                input=model,
+                hint="pass pricing=Pricing(input_per_m=..., output_per_m=...) explicitly",
+            ) from None
+        return cls(input_per_m=p["input"], output_per_m=p["output"])
+
+
+class Limits(BaseModel):
+    """Provider limits: requests and tokens per minute, and concurrent calls (``None``: unlimited)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    max_concurrency: int | None = Field(None, ge=1)
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """One chat request, before a provider is chosen.
+
+    Args:
+        messages: the conversation (a plain string is one user message).
+        needs: capabilities required (names, or ``{name: minimum level}``).
+        min_context: minimum context window in tokens.
+        max_tokens: cap on output tokens (also used to predict cost).
+        principal / project: who asks and for which project (budgets, policy).
+        task: a category for learning strategies ("chat", "code", ...).
+        model: a provider id or model name to pin the request to.
+    """
+
+    messages: list[Message] | str
+    needs: Any = frozenset()
+    min_context: int = 0
+    language: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    principal: str | None = None
+    project: str | None = None
+    task: str | None = None
+    model: str | None = None
+    timeout_s: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=new_id)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.messages, str):
+            self.messages = [Message("user", self.messages)]
+        elif not self.messages:
+            raise ValidationError("a ChatRequest needs at least one message", hint="pass the prompt text")
+
+    @property
+    def prompt_text(self) -> str:
+        return "\n".join(m.content for m in self.messages)  # type: ignore[union-attr]
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    """A finished answer, with who answered, tokens, cost and timing."""
+
+    text: str
+    provider: str
+    model: str
+    usage: Usage
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    finish_reason: str = "stop"
+    request_id: str = ""
+    attempts: int = 1
+    tried: list[str] = field(default_factory=list)
+    hedged: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (
+            f"<div><b>{html.escape(self.provider)}</b> ({html.escape(self.model)}) · "
+            f"{self.usage.input_tokens}+{self.usage.output_tokens} tokens · ${self.cost_usd:.6f} · "
+            f"{self.latency_s * 1000:.0f} ms<pre style='white-space:pre-wrap'>{html.escape(self.text)}</pre></div>"
+        )
+
+
+@dataclass(slots=True)
+class StreamChunk:
+    """One piece of a streamed answer.
+
+    ``done`` marks the final chunk (which carries ``usage``).  When the router
+    fails over mid-stream, the first chunk from the new provider has
+    ``failover_from`` set to the provider that broke.
+    """
+
+    text: str
+    provider: str
+    index: int = 0
+    done: bool = False
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    failover_from: str | None = None
