@@ -288,6 +288,48 @@ def events_compact() -> None:
         store.close()
 
 
+# ---------------------------------------------------------------------------------------- providers
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@_friendly_errors
+def providers(fmt: str) -> None:
+    """List the configured providers with capabilities, prices and health."""
+    from .lab import Lab
+
+    with Lab() as lab:
+        _print_frame(lab.providers.table(), fmt)
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--needs", multiple=True, help="Required capability (repeatable): code, vision, tools, ...")
+@click.option("--max-tokens", type=int, default=256, show_default=True)
+@click.option("--project", help="Project charged (budgets).")
+@click.option("--route-only", is_flag=True, help="Show where it would go; do not call.")
+@_friendly_errors
+def ask(prompt: str, needs: tuple[str, ...], max_tokens: int, project: str | None, route_only: bool) -> None:
+    """Route PROMPT to a provider and print the answer (or, with --route-only, the routing decision)."""
+    from .lab import Lab
+
+    with Lab() as lab:
+        if route_only:
+            decision = lab.route(prompt, needs=frozenset(needs), max_tokens=max_tokens, project=project)
+            click.echo(f"strategy: {decision.strategy}")
+            for i, pid in enumerate(decision.ranked, 1):
+                click.echo(f"{i}. {pid}  predicted ${decision.predicted_cost_usd[pid]:.6f}")
+            for pid, why in decision.excluded.items():
+                click.echo(f"-  {pid}: {why}")
+            return
+        r = lab.ask(prompt, needs=frozenset(needs), max_tokens=max_tokens, project=project)
+        click.echo(r.text)
+        click.secho(
+            f"[{r.provider} · {r.usage.input_tokens}+{r.usage.output_tokens} tokens · ${r.cost_usd:.6f} · "
+            f"{r.latency_s * 1000:.0f} ms · tried {', '.join(r.tried)}]",
+            fg="cyan",
+            err=True,
+        )
+
+
 # ---------------------------------------------------------------------------------------- demo
 @main.command()
 @click.option("--requests", "-n", type=int, default=20_000, show_default=True, help="Simulated requests.")

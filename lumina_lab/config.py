@@ -59,6 +59,79 @@ class EventSettings(BaseModel):
     fsync: bool = Field(default=True, description="fsync every batch (durable across power loss).")
 
 
+class RoutingSettings(BaseModel):
+    """Settings of the provider router."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["cheapest", "fastest", "weighted", "least_busy", "round_robin", "cascade", "bandit"] = Field(
+        default="cheapest", description="How the router ranks providers."
+    )
+    timeout_s: float | None = Field(default=60.0, gt=0, description="Per-call timeout.")
+    retries: int = Field(default=2, ge=1, le=10, description="Attempts per provider before falling back.")
+    hedge_after_s: float | None = Field(default=None, gt=0, description="Hedge slow calls after this long.")
+
+
+def _default_providers() -> list[dict[str, Any]]:
+    """Simulated stand-ins for four hosted models (list prices from the shipped snapshot)."""
+    return [
+        {
+            "kind": "simulated",
+            "id": "sim-gpt-4.1-mini",
+            "model": "gpt-4.1-mini",
+            "ttft_s": 0.02,
+            "tokens_per_s": 2000,
+            "capabilities": {"chat": 0.8, "code": 0.7, "tools": 0.8, "json_mode": 1, "context_window": 1_000_000},
+        },
+        {
+            "kind": "simulated",
+            "id": "sim-gemini-2.5-flash",
+            "model": "gemini-2.5-flash",
+            "ttft_s": 0.015,
+            "tokens_per_s": 3000,
+            "capabilities": {
+                "chat": 0.8,
+                "code": 0.7,
+                "vision": 0.8,
+                "json_mode": 1,
+                "reasoning": 0.6,
+                "context_window": 1_000_000,
+            },
+        },
+        {
+            "kind": "simulated",
+            "id": "sim-gpt-4.1",
+            "model": "gpt-4.1",
+            "ttft_s": 0.04,
+            "tokens_per_s": 1200,
+            "capabilities": {
+                "chat": 1,
+                "code": 0.9,
+                "tools": 1,
+                "json_mode": 1,
+                "vision": 0.9,
+                "reasoning": 0.7,
+                "context_window": 1_000_000,
+            },
+        },
+        {
+            "kind": "simulated",
+            "id": "sim-claude-3-7-sonnet",
+            "model": "claude-3-7-sonnet-20250219",
+            "ttft_s": 0.05,
+            "tokens_per_s": 1000,
+            "capabilities": {
+                "chat": 1,
+                "code": 1,
+                "tools": 1,
+                "vision": 0.9,
+                "reasoning": 0.9,
+                "context_window": 200_000,
+            },
+        },
+    ]
+
+
 class Settings(BaseSettings):
     """All Lumina Lab settings.  Build with :func:`load_settings`."""
 
@@ -77,6 +150,14 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
     source: str | None = Field(default=None, description="Name stamped on events from this process (default host:pid).")
     events: EventSettings = Field(default_factory=EventSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    providers: list[dict[str, Any]] = Field(
+        default_factory=_default_providers,
+        description="Providers to register ([[providers]] tables: kind = 'simulated' | 'openai', model, ...).",
+    )
+    budgets: list[dict[str, Any]] = Field(
+        default_factory=list, description="Budgets ([[budgets]]: limit_usd, scope, key, period, soft_ratio)."
+    )
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:

@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings
+from .errors import LuminaError
 from .events.bus import InProcessBus
 from .events.model import Event, set_default_source
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .events.store import BufferedEventStore
+    from .providers import BudgetManager, ChatRequest, ChatResponse, ProviderRegistry, RouteDecision, Router
 
 __all__ = ["Lab"]
 
@@ -55,6 +58,84 @@ class Lab:
         self.store: BufferedEventStore = open_store(settings)
         self.bus = InProcessBus(queue_size=ev.queue_size, overflow=ev.overflow, retries=ev.handler_retries)
         self.store.attach(self.bus)
+
+    # providers and routing -------------------------------------------------------------------
+    @cached_property
+    def providers(self) -> ProviderRegistry:
+        """The provider registry: configured providers plus installed entry points."""
+        from .providers import ProviderRegistry
+
+        registry = ProviderRegistry()
+        registry.load_config(self.settings.providers)
+        registry.discover_entry_points()
+        return registry
+
+    @cached_property
+    def budgets(self) -> BudgetManager:
+        """Budgets from the configuration (add more with ``lab.budgets.add(Budget(...))``)."""
+        from .errors import ConfigError
+        from .providers import Budget, BudgetManager
+
+        budgets = []
+        for i, entry in enumerate(self.settings.budgets):
+            try:
+                budgets.append(Budget(**entry))
+            except (TypeError, LuminaError) as exc:
+                raise ConfigError(
+                    f"budgets[{i}]: {exc}", key=f"budgets[{i}]", hint="see lumina_lab.providers.Budget"
+                ) from None
+        return BudgetManager(budgets)
+
+    @cached_property
+    def router(self) -> Router:
+        """The router over :attr:`providers`, publishing its events on :attr:`bus`."""
+        from .providers import RetryPolicy, Router
+
+        r = self.settings.routing
+        return Router(
+            self.providers,
+            r.strategy,
+            bus=self.bus,
+            budgets=self.budgets,
+            retry=RetryPolicy(attempts=r.retries),
+            timeout_s=r.timeout_s,
+            hedge_after_s=r.hedge_after_s,
+        )
+
+    def route(self, prompt: str | ChatRequest, **fields: Any) -> RouteDecision:
+        """Where ``prompt`` would be routed, and why the other providers would not be used (no call)."""
+        from .providers import ChatRequest
+
+        request = prompt if isinstance(prompt, ChatRequest) else ChatRequest(prompt, **fields)
+        return self.router.plan(request)
+
+    def ask(self, prompt: str | ChatRequest, **fields: Any) -> ChatResponse:
+        """Route and answer ``prompt`` from synchronous code (notebook cells, scripts)."""
+        import asyncio
+
+        from .errors import BusError
+
+        loop = self.bus._ensure_loop_sync()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise BusError("lab.ask() cannot wait inside the lab's own event loop", hint="use `await lab.aask(...)`")
+        return asyncio.run_coroutine_threadsafe(self.router.ainvoke(prompt, **fields), loop).result()
+
+    async def aask(self, prompt: str | ChatRequest, **fields: Any) -> ChatResponse:
+        """Async :meth:`ask` (runs on the lab's loop, so events and stores stay on one loop)."""
+        import asyncio
+
+        loop = self.bus._ensure_loop_sync()
+        if asyncio.get_running_loop() is loop:
+            return await self.router.ainvoke(prompt, **fields)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.router.ainvoke(prompt, **fields), loop))
+
+    def feedback(self, request_id: str, reward: float) -> bool:
+        """Score an answer in [0, 1] for learning strategies."""
+        return self.router.feedback(request_id, reward)
 
     # sync helpers for notebooks and scripts ------------------------------------------------
     def publish(self, *events: Event) -> None:

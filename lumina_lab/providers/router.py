@@ -262,7 +262,9 @@ class Router:
     def _all_failed(self, request: ChatRequest, tried: list[str], errors: list[BaseException]) -> Exception:
         if errors and all(isinstance(e, BudgetExceeded) for e in errors):
             return errors[-1]
-        detail = "; ".join(f"{p}: {type(e).__name__}: {getattr(e, 'message', e)}" for p, e in zip(tried, errors))
+        detail = "; ".join(
+            f"{p}: {type(e).__name__}: {getattr(e, 'message', e)}" for p, e in zip(tried, errors, strict=False)
+        )
         err = NoProviderAvailable(
             f"request {request.id} failed on every provider tried ({detail})",
             hint="see the provider.call.failed events; breakers reopen after their open period",

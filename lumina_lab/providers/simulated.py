@@ -82,6 +82,7 @@ class SimulatedProvider(BaseProvider):
         self.inflight = 0
         self.cancelled = 0
         self._recent: deque[float] = deque()
+        self._answers: dict[int, str] = {}
 
     # ------------------------------------------------------------------ draws
     def _draw(self, request: ChatRequest) -> tuple[float, int, float]:
@@ -122,6 +123,12 @@ class SimulatedProvider(BaseProvider):
     def _text(self, n: int) -> list[str]:
         return [_WORDS[(i * 7 + self.calls) % len(_WORDS)] + " " for i in range(n)]
 
+    def _answer(self, n: int) -> str:
+        text = self._answers.get(n)
+        if text is None:
+            text = self._answers[n] = " ".join(_WORDS[(i * 7) % len(_WORDS)] for i in range(n))
+        return text
+
     # ------------------------------------------------------------------ protocol
     async def ainvoke(self, request: ChatRequest) -> ChatResponse:
         self._admit()
@@ -140,7 +147,7 @@ class SimulatedProvider(BaseProvider):
         n_in = estimate_tokens(request)
         ok = self.rng.random() < self.quality
         return ChatResponse(
-            text="".join(self._text(n_out)).rstrip(),
+            text=self._answer(n_out),
             provider=self.id,
             model=self.model,
             usage=Usage(n_in, n_out),
