@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .events.store import BufferedEventStore
-    from .providers import BudgetManager, ChatRequest, ChatResponse, ProviderRegistry, RouteDecision, Router
+    from .providers import (
+        BudgetManager,
+        ChatRequest,
+        ChatResponse,
+        ProviderRegistry,
+        RouteDecision,
+        Router,
+        StreamChunk,
+    )
 
 __all__ = ["Lab"]
 
@@ -132,6 +141,17 @@ class Lab:
         if asyncio.get_running_loop() is loop:
             return await self.router.ainvoke(prompt, **fields)
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.router.ainvoke(prompt, **fields), loop))
+
+    def stream(self, prompt: str | ChatRequest, *, buffer: int = 64, **fields: Any) -> Iterator[StreamChunk]:
+        """Stream an answer into synchronous code, chunk by chunk (failover included).
+
+        >>> for chunk in lab.stream("tell me a story", max_tokens=200):  # doctest: +SKIP
+        ...     print(chunk.text, end="")
+        """
+        from .providers.streaming import iterate_in_thread
+
+        loop = self.bus._ensure_loop_sync()
+        return iterate_in_thread(self.router.astream(prompt, **fields), loop, buffer)
 
     def feedback(self, request_id: str, reward: float) -> bool:
         """Score an answer in [0, 1] for learning strategies."""

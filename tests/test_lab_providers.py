@@ -53,9 +53,11 @@ def test_configured_budget_is_a_hard_stop() -> None:
 
 
 def test_bad_provider_config_is_a_config_error() -> None:
-    with Lab(profile="test", providers=[{"kind": "carrier-pigeon", "model": "x"}]) as lab:
-        with pytest.raises(ConfigError, match=r"providers\[0\]\.kind"):
-            _ = lab.providers
+    with (
+        Lab(profile="test", providers=[{"kind": "carrier-pigeon", "model": "x"}]) as lab,
+        pytest.raises(ConfigError, match=r"providers\[0\]\.kind"),
+    ):
+        _ = lab.providers
 
 
 def test_cli_providers_and_ask() -> None:

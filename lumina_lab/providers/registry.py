@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import WALL, Clock
 from ..errors import ConfigError, ValidationError
 from .base import Provider
-from .resilience import CircuitBreaker
+from .resilience import CircuitBreaker, RateLimiter
 from .stats import ProviderStats
 from .types import CAPABILITIES, ChatRequest
 
@@ -33,6 +33,7 @@ class ProviderState:
     breaker: CircuitBreaker
     healthy: bool = True
     last_probe_error: str | None = None
+    limiter: RateLimiter | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,6 +91,9 @@ class ProviderRegistry:
         state = ProviderState(
             provider, ProviderStats(), CircuitBreaker(clock=self.clock, on_change=changed, **self.breaker_options)
         )
+        limits = provider.limits
+        if limits.rpm is not None or limits.tpm is not None:
+            state.limiter = RateLimiter(rpm=limits.rpm, tpm=limits.tpm, clock=self.clock)
         self._states[pid] = state
         for cap in CAPABILITIES:
             if provider.capabilities.level(cap) > 0:

@@ -150,3 +150,45 @@ class RetryPolicy:
             return error.retry_after if error.retry_after <= self.max_retry_after_s else None
         cap = min(self.max_s, self.base_s * 2 ** (attempt - 1))
         return rng.uniform(0, cap) if self.jitter else cap
+
+
+class RateLimiter:
+    """Client-side RPM/TPM limiter over a sliding 60-second window.
+
+    The router checks :meth:`available` when planning and calls :meth:`record`
+    at dispatch (no await in between), so concurrent requests never push a
+    provider past its declared limits and into 429s.
+    """
+
+    def __init__(self, *, rpm: int | None = None, tpm: int | None = None, clock: Clock = WALL) -> None:
+        self.rpm = rpm
+        self.tpm = tpm
+        self.clock = clock
+        self._events: deque[tuple[float, int]] = deque()
+        self._tokens = 0
+
+    def _trim(self, now: float) -> None:
+        ev = self._events
+        while ev and now - ev[0][0] >= 60.0:
+            _, tokens = ev.popleft()
+            self._tokens -= tokens
+
+    def available(self, tokens: int = 0) -> bool:
+        """Whether one more request of ``tokens`` fits in the last minute's limits."""
+        self._trim(self.clock.now())
+        if self.rpm is not None and len(self._events) >= self.rpm:
+            return False
+        return not (self.tpm is not None and self._events and self._tokens + tokens > self.tpm)
+
+    def record(self, tokens: int = 0) -> None:
+        self._events.append((self.clock.now(), tokens))
+        self._tokens += tokens
+
+    def wait_s(self) -> float:
+        """Seconds until the oldest request leaves the window (0 if there is room)."""
+        now = self.clock.now()
+        self._trim(now)
+        return 0.0 if not self._events else max(0.0, 60.0 - (now - self._events[0][0]))
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rpm={self.rpm}, tpm={self.tpm}, in_window={len(self._events)})"

@@ -37,7 +37,7 @@ from ..errors import (
 )
 from ..events import Event
 from . import events as ev
-from .cost import BudgetManager, Reservation, predict_cost
+from .cost import BudgetManager, Reservation, estimate_tokens, predict_cost
 from .registry import ProviderRegistry, ProviderState
 from .resilience import RetryPolicy
 from .strategies import Cascade, Strategy, strategy_from_name
@@ -179,6 +179,10 @@ class Router:
                 if not allowed:
                     excluded[s.id] = reason
                     continue
+            limiter = s.limiter
+            if limiter is not None and not limiter.available(estimate_tokens(request)):
+                excluded[s.id] = f"at its rate limit (rpm={limiter.rpm}, tpm={limiter.tpm})"
+                continue
             cap = s.provider.limits.max_concurrency
             if cap is not None and s.stats.inflight >= cap:
                 saturated.append(s)
@@ -281,6 +285,8 @@ class Router:
                 raise CircuitOpen(f"{state.id}: circuit open", provider=state.id)
             reservation = self._reserve(request, state)
             state.stats.on_dispatch()
+            if state.limiter is not None:
+                state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
             self.strategy.on_dispatch(state, request)
             if self._wants(ev.CallStarted):
                 await self._emit(
@@ -531,6 +537,8 @@ class Router:
                 continue
             req = request if not received else _continuation(request, "".join(received))
             state.stats.on_dispatch()
+            if state.limiter is not None:
+                state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
             self.strategy.on_dispatch(state, request)
             if self._wants(ev.CallStarted):
                 await self._emit(

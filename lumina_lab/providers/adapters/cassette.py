@@ -82,10 +82,7 @@ class Cassette:
         self.path = Path(path)
         self.mode = mode
         exists = self.path.exists()
-        if mode == "once":
-            effective = "replay" if exists else "record"
-        else:
-            effective = mode
+        effective = ("replay" if exists else "record") if mode == "once" else mode
         self.recording = effective == "record"
         self.replaying = effective == "replay"
         self._entries: list[dict[str, Any]] = []
