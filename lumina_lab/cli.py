@@ -334,12 +334,13 @@ def ask(prompt: str, needs: tuple[str, ...], max_tokens: int, project: str | Non
 @main.command()
 @click.option("--requests", "-n", type=int, default=20_000, show_default=True, help="Simulated requests.")
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--budget", type=float, default=2.0, show_default=True, help="Budget per project (USD).")
+@click.option("--budget", type=float, default=0.6, show_default=True, help="Daily budget per project (USD).")
+@click.option("--concurrency", type=int, default=256, show_default=True, help="Requests in flight at once.")
 @click.option("--home", type=click.Path(file_okay=False), help="LUMINA_HOME for this run.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @_friendly_errors
-def demo(requests: int, seed: int, budget: float, home: str | None, no_progress: bool) -> None:
-    """Run a simulated team workload through Lumina Lab and print a summary."""
+def demo(requests: int, seed: int, budget: float, concurrency: int, home: str | None, no_progress: bool) -> None:
+    """Route a simulated team workload through Lumina Lab and print a summary."""
     from rich.console import Console
 
     from .demo import run_demo
@@ -348,8 +349,12 @@ def demo(requests: int, seed: int, budget: float, home: str | None, no_progress:
 
     if requests < 1:
         raise ValidationError(f"--requests {requests} must be at least 1", input=requests)
+    if concurrency < 1:
+        raise ValidationError(f"--concurrency {concurrency} must be at least 1", input=concurrency)
     with Lab(**({"home": home} if home else {})) as lab:
-        report = run_demo(lab, requests=requests, seed=seed, budget_usd=budget, progress=not no_progress)
+        report = run_demo(
+            lab, requests=requests, seed=seed, budget_usd=budget, concurrency=concurrency, progress=not no_progress
+        )
     Console().print(report)
 
 

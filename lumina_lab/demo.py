@@ -1,107 +1,64 @@
 """``lumina demo``: a simulated team workload through what Lumina Lab has today.
 
-Today that is the event spine: a seeded, simulated workload of LLM requests
-from a small team is published on the bus; live projections (a cost ledger and
-a budget watcher) subscribe to it; a deliberately flaky subscriber shows
-retries, dead letters and their replay; everything lands in the event store
-and the summary is computed back from the store with SQL.  As routing,
-memory, policy and the dashboard land, the demo runs through them.
+A seeded workload of LLM requests from a small team (users in three
+projects, chat and code tasks) goes through the real router of a
+:class:`~lumina_lab.lab.Lab`: capability filtering, the configured strategy,
+per-project budgets with soft warnings and hard stops, retries, fallbacks and
+circuit breakers.  Midway one provider suffers an outage and comes back, so
+its breaker opens and recovers.  A deliberately flaky subscriber shows dead
+letters and their replay.  Every step is an event; the summary is computed
+back from the event store with SQL.
 
-The requests are *simulated* (no model is called); prices come from the
-shipped, dated list-price snapshot (``datasets/pricing.json``).
+The providers are *simulated* stand-ins (no model is called); their prices are
+the list prices of the models they stand for, from the shipped, dated snapshot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .data import pricing_snapshot
-from .events import Event, event
 from .lab import Lab
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CostLedger", "DemoBudgetCrossed", "DemoReport", "DemoRequestFinished", "run_demo"]
+    from .providers import ChatRequest
 
-TEAM = {
-    "ada": "search",
-    "grace": "search",
-    "linus": "agents",
-    "margaret": "agents",
-    "barbara": "eval",
-}
-#: model -> (share of traffic, mean latency ms, error rate)
-MODELS = {
-    "gpt-4.1-mini": (0.45, 900.0, 0.01),
-    "gemini-2.5-flash": (0.25, 700.0, 0.02),
-    "claude-3-7-sonnet-20250219": (0.20, 2200.0, 0.015),
-    "gpt-4.1": (0.10, 2600.0, 0.01),
-}
+__all__ = ["DemoReport", "run_demo", "TEAM"]
+
+TEAM = {"ada": "search", "grace": "search", "linus": "agents", "margaret": "agents", "barbara": "eval"}
 TASKS = ("chat", "code", "summarize", "extract")
-
-
-@event("demo.request.finished")
-class DemoRequestFinished(Event):
-    """A simulated LLM request of the demo workload finished."""
-
-    user: str
-    project: str
-    model: str
-    task: str
-    input_tokens: int
-    output_tokens: int
-    latency_ms: float
-    cost_usd: float
-    ok: bool
-
-
-@event("demo.budget.crossed")
-class DemoBudgetCrossed(Event):
-    """A project's simulated spend crossed a fraction of its budget."""
-
-    project: str
-    threshold: float
-    spent_usd: float
-    budget_usd: float
-
-
-class CostLedger:
-    """Projection: spend and requests per project, fed live from the bus or replayed from the store."""
-
-    def __init__(self) -> None:
-        self.spent: dict[str, float] = {}
-        self.requests: dict[str, int] = {}
-
-    def apply(self, ev: Event) -> None:
-        if isinstance(ev, DemoRequestFinished):
-            self.spent[ev.project] = self.spent.get(ev.project, 0.0) + ev.cost_usd
-            self.requests[ev.project] = self.requests.get(ev.project, 0) + 1
+TOPICS = ("retrieval", "a flaky test", "the billing service", "a SQL query", "the agent's memory", "a PDF table")
 
 
 @dataclass
 class DemoReport:
-    """What the demo did and what the store says about it."""
+    """What the demo did and what the event store says about it."""
 
     requests: int
     seconds: float
+    answered: int
+    budget_stopped: int
+    failed: int
     events_stored: int
-    by_type: pd.DataFrame
-    by_model: pd.DataFrame
-    ledger: dict[str, float]
-    ledger_replayed: dict[str, float]
-    budget_alerts: pd.DataFrame
+    by_provider: pd.DataFrame
+    by_project: pd.DataFrame
+    breaker_changes: pd.DataFrame
+    budget_warnings: pd.DataFrame
     dead_letters: int
     replayed: int
+    outage: str
+    strategy: str
     store: str
     home: str
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def events_per_s(self) -> float:
+    def requests_per_s(self) -> float:
         return self.requests / self.seconds if self.seconds else float("nan")
 
     def __rich__(self) -> Any:
@@ -116,172 +73,211 @@ class DemoReport:
                 t.add_row(*(_fmt(v) for v in row))
             return t
 
-        ledger = Table(title="Cost ledger (live projection vs replayed from the store)", title_justify="left")
-        for col in ("project", "live USD", "replayed USD"):
-            ledger.add_column(col, justify="left" if col == "project" else "right")
-        for proj in sorted(self.ledger):
-            ledger.add_row(proj, f"{self.ledger[proj]:.4f}", f"{self.ledger_replayed.get(proj, 0):.4f}")
         head = (
-            f"[bold]Lumina Lab demo[/] — {self.requests:,} simulated requests published, handled by 4 "
-            f"subscribers and stored in {self.seconds:.2f}s ({self.events_per_s:,.0f} requests/s); "
-            f"{self.events_stored:,} events acknowledged by the {self.store} store\n"
-            f"home: {self.home}\n"
-            f"dead letters: {self.dead_letters} from a flaky subscriber, {self.replayed} replayed after its fix"
+            f"[bold]Lumina Lab demo[/] — {self.requests:,} simulated requests from {len(TEAM)} people routed "
+            f"({self.strategy}) in {self.seconds:.2f}s ({self.requests_per_s:,.0f} requests/s): "
+            f"{self.answered:,} answered, {self.budget_stopped:,} stopped by budgets before spending, "
+            f"{self.failed:,} failed after fallbacks\n"
+            f"outage: {self.outage}\n"
+            f"{self.events_stored:,} events acknowledged by the {self.store} store in {self.home}; "
+            f"dead letters: {self.dead_letters} from a flaky exporter, {self.replayed} replayed after its fix"
         )
-        parts: list[Any] = [
-            head,
-            frame(self.by_type, "Events by type"),
-            frame(self.by_model, "Requests by model"),
-            ledger,
-        ]
-        if len(self.budget_alerts):
-            parts.append(frame(self.budget_alerts, "Budget alerts"))
+        parts: list[Any] = [head, frame(self.by_provider, "Calls by provider (from provider.call.* events)")]
+        parts.append(frame(self.by_project, "Spend by project (cost ledger projection)"))
+        if len(self.breaker_changes):
+            parts.append(frame(self.breaker_changes, "Circuit breaker transitions"))
+        if len(self.budget_warnings):
+            parts.append(frame(self.budget_warnings, "Budget warnings"))
         parts.append(
-            "Next: [cyan]lumina events tail[/]  ·  [cyan]lumina events query \"type = 'demo.budget.crossed'\"[/]"
-            "  ·  [cyan]lumina info[/]"
+            "Next: [cyan]lumina events tail[/]  ·  [cyan]lumina events query \"type = 'provider.breaker.changed'\"[/]"
+            "  ·  [cyan]lumina ask 'write a parser' --needs code --route-only[/]  ·  [cyan]lumina info[/]"
         )
         return Group(*parts)
 
     def _repr_html_(self) -> str:
         return (
-            f"<b>Lumina Lab demo</b>: {self.requests:,} requests, {self.events_per_s:,.0f} events/s, "
-            f"{self.events_stored:,} stored<br>"
-            + self.by_type.to_html(index=False)
-            + self.by_model.to_html(index=False)
+            f"<b>Lumina Lab demo</b>: {self.requests:,} requests, {self.answered:,} answered, "
+            f"{self.budget_stopped:,} budget-stopped, {self.failed:,} failed<br>"
+            + self.by_provider.to_html(index=False)
+            + self.by_project.to_html(index=False)
         )
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
+        if v != v:  # NaN
+            return ""
         return f"{v:,.0f}" if v.is_integer() and abs(v) >= 10 else f"{v:,.4g}" if abs(v) < 1 else f"{v:,.2f}"
     return str(v)
 
 
-def _workload(n: int, seed: int) -> list[DemoRequestFinished]:
+def _workload(n: int, seed: int) -> list[ChatRequest]:
+    from .providers import ChatRequest
+
     rng = random.Random(seed)
-    prices = pricing_snapshot()["models"]
-    names, weights = list(MODELS), [m[0] for m in MODELS.values()]
     users = list(TEAM)
     out = []
     for _ in range(n):
         user = rng.choice(users)
-        model = rng.choices(names, weights)[0]
-        _, mean_ms, err = MODELS[model]
-        tin = int(rng.lognormvariate(6.5, 0.8))
-        tout = int(rng.lognormvariate(5.3, 0.7))
-        ok = rng.random() >= err
-        price = prices[model]
-        cost = (tin * price["input"] + (tout if ok else 0) * price["output"]) / 1e6
+        task = rng.choices(TASKS, (0.45, 0.25, 0.2, 0.1))[0]
+        words = int(rng.lognormvariate(4.0, 0.7))
+        prompt = f"[{task}] help with {rng.choice(TOPICS)}: " + "context " * words
         out.append(
-            DemoRequestFinished(
-                user=user,
+            ChatRequest(
+                prompt,
+                needs=frozenset({"code"}) if task == "code" else frozenset(),
+                max_tokens=rng.choice((128, 256, 512)),
+                principal=user,
                 project=TEAM[user],
-                model=model,
-                task=rng.choice(TASKS),
-                input_tokens=tin,
-                output_tokens=tout if ok else 0,
-                latency_ms=round(rng.lognormvariate(0, 0.35) * mean_ms, 1),
-                cost_usd=round(cost, 8),
-                ok=ok,
+                task=task,
             )
         )
     return out
 
 
+async def _drive(lab: Lab, requests: list[ChatRequest], concurrency: int, bar: Any, outage: tuple[str, int, int]):
+    from .errors import BudgetExceeded, LuminaError
+
+    counts = {"answered": 0, "budget": 0, "failed": 0}
+    victim, start, stop = outage
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int, req: ChatRequest) -> None:
+        async with sem:  # FIFO: request i starts after requests 0..i-1
+            if i == start:
+                lab.providers[victim].provider.down = True  # type: ignore[attr-defined]
+            elif i == stop:
+                lab.providers[victim].provider.down = False  # type: ignore[attr-defined]
+            try:
+                await lab.router.ainvoke(req)
+                counts["answered"] += 1
+            except BudgetExceeded:
+                counts["budget"] += 1
+            except LuminaError:
+                counts["failed"] += 1
+            bar.update(1)
+
+    await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+    return counts
+
+
 def run_demo(
-    lab: Lab | None = None, *, requests: int = 20_000, seed: int = 7, budget_usd: float = 2.0, progress: bool = True
+    lab: Lab | None = None,
+    *,
+    requests: int = 20_000,
+    seed: int = 7,
+    budget_usd: float = 0.6,
+    concurrency: int = 256,
+    progress: bool = True,
 ) -> DemoReport:
-    """Run the demo workload through ``lab`` (a new :class:`Lab` on the configured home if omitted)."""
+    """Run the demo workload through ``lab`` (a new :class:`Lab` on the configured home if omitted).
+
+    Args:
+        requests: simulated requests.
+        seed: makes the workload reproducible.
+        budget_usd: hard budget per project per day (a soft warning at 80%).
+        concurrency: requests in flight at once.
+    """
     from tqdm.auto import tqdm
 
+    from .errors import ValidationError
+    from .providers import Budget, CostLedger, SimulatedProvider
+
+    if requests < 1:
+        raise ValidationError(f"requests={requests} must be at least 1", input=requests)
     own = lab is None
     lab = lab or Lab()
+    subs = []
     try:
+        for project in sorted(set(TEAM.values())):
+            budget = Budget(budget_usd, scope="project", key=project, period="day")
+            if budget not in lab.budgets.budgets:
+                lab.budgets.add(budget)
+        from .providers import ChatRequest
+
+        # the outage hits the provider the strategy prefers, so fallbacks and the breaker show
+        sims = {s.id for s in lab.providers if isinstance(s.provider, SimulatedProvider)}
+        ranked = [p for p in lab.route(ChatRequest("hello"), max_tokens=256).ranked if p in sims]
+        victim = ranked[0] if ranked else sorted(sims)[0]
+        breaker = lab.providers[victim].breaker
+        saved_open_s, breaker.open_s = breaker.open_s, 0.5  # recover within the demo
+        outage = (victim, requests // 3, 2 * requests // 3)
         ledger = CostLedger()
-        lab.bus.subscribe("demo.request.*", ledger.apply, name="demo-ledger")
-
-        crossed: set[tuple[str, float]] = set()
-        spent: dict[str, float] = {}
-
-        async def budget_watch(ev: DemoRequestFinished) -> None:
-            spent[ev.project] = spent.get(ev.project, 0.0) + ev.cost_usd
-            for threshold in (0.5, 0.8, 1.0):
-                if spent[ev.project] >= threshold * budget_usd and (ev.project, threshold) not in crossed:
-                    crossed.add((ev.project, threshold))
-                    await lab.bus.publish(
-                        DemoBudgetCrossed(
-                            project=ev.project,
-                            threshold=threshold,
-                            spent_usd=spent[ev.project],
-                            budget_usd=budget_usd,
-                            trace_id=ev.trace_id,
-                        )
-                    )
-
-        lab.bus.subscribe("demo.request.finished", budget_watch, name="demo-budget")
-
+        subs.append(lab.bus.subscribe("provider.call.finished", ledger.apply, name="demo-ledger"))
         fixed = {"value": False}
 
-        def flaky_exporter(ev: DemoRequestFinished) -> None:
-            """Fails on some failed requests until 'fixed', to show retries, dead letters and replay."""
-            if not fixed["value"] and not ev.ok and ev.input_tokens % 31 == 0:
-                raise ConnectionError(f"exporter unavailable for request {ev.id}")
+        def flaky_exporter(ev: Any) -> None:
+            """Fails on some events until 'fixed', to show retries, dead letters and replay."""
+            if not fixed["value"] and ev.output_tokens % 97 == 0:
+                raise ConnectionError(f"exporter unavailable for request {ev.request_id}")
 
-        lab.bus.subscribe("demo.request.finished", flaky_exporter, name="demo-exporter", retries=2)
-
+        subs.append(lab.bus.subscribe("provider.call.finished", flaky_exporter, name="demo-exporter", retries=1))
         workload = _workload(requests, seed)
+        first_id = _first_event_id()
+        loop = lab.bus._ensure_loop_sync()
         start = time.perf_counter()
-        chunk = 2_000
-        with tqdm(total=requests, desc="publishing", unit="ev", disable=not progress, leave=False) as bar:
-            for i in range(0, requests, chunk):
-                part = workload[i : i + chunk]
-                lab.bus.publish_many_sync(part)
-                bar.update(len(part))
-        stored = lab.sync()
+        with tqdm(total=requests, desc="routing", unit="req", disable=not progress, leave=False) as bar:
+            counts = asyncio.run_coroutine_threadsafe(_drive(lab, workload, concurrency, bar, outage), loop).result()
         seconds = time.perf_counter() - start
+        stored = lab.sync()
 
         letters = lab.store.dead_letters()
-        if workload:  # this run's letters only (the home may hold older ones)
-            letters = letters[letters["event_id"] >= workload[0].id]
+        letters = letters[letters["event_id"] >= first_id]
         dead = len(letters)
         fixed["value"] = True
         replayed = lab.store.replay_dead_letters(lab.bus, list(letters["id"])) if dead else 0
         lab.sync()
 
-        run_filter = f"id >= '{workload[0].id}'" if workload else None
-        by_type = lab.sql(f"SELECT type, count(*) AS events FROM events WHERE {run_filter} GROUP BY type ORDER BY type")
-        by_model = lab.sql(
-            "SELECT payload->>'$.model' AS model, count(*) AS requests, "
-            "round(avg((payload->>'$.ok')::BOOLEAN::INT) * 100, 2) AS ok_pct, "
-            "round(quantile_cont((payload->>'$.latency_ms')::DOUBLE, 0.5)) AS p50_ms, "
-            "round(quantile_cont((payload->>'$.latency_ms')::DOUBLE, 0.95)) AS p95_ms, "
-            "round(sum((payload->>'$.cost_usd')::DOUBLE), 4) AS cost_usd "
-            f"FROM events WHERE type = 'demo.request.finished' AND {run_filter} GROUP BY 1 ORDER BY requests DESC"
+        run = f"id >= '{first_id}'"
+        by_provider = lab.sql(
+            "WITH calls AS (SELECT payload->>'$.provider' AS provider, type, "
+            "(payload->>'$.latency_s')::DOUBLE * 1000 AS ms, (payload->>'$.cost_usd')::DOUBLE AS usd "
+            f"FROM events WHERE {run} AND type IN ('provider.call.finished', 'provider.call.failed')) "
+            "SELECT provider, count(*) FILTER (WHERE type = 'provider.call.finished') AS answered, "
+            "count(*) FILTER (WHERE type = 'provider.call.failed') AS failed_calls, "
+            "round(quantile_cont(ms, 0.5) FILTER (WHERE type = 'provider.call.finished')) AS p50_ms, "
+            "round(quantile_cont(ms, 0.95) FILTER (WHERE type = 'provider.call.finished')) AS p95_ms, "
+            "round(sum(usd), 4) AS cost_usd FROM calls GROUP BY provider ORDER BY answered DESC"
         )
-        alerts = lab.sql(
-            "SELECT payload->>'$.project' AS project, (payload->>'$.threshold')::DOUBLE AS threshold, "
-            "round((payload->>'$.spent_usd')::DOUBLE, 4) AS spent_usd "
-            f"FROM events WHERE type = 'demo.budget.crossed' AND {run_filter} ORDER BY ts, id"
+        by_project = ledger.by("project")
+        transitions = lab.sql(
+            "SELECT strftime(ts, '%H:%M:%S.%g') AS at, payload->>'$.provider' AS provider, "
+            "payload->>'$.old' AS old, payload->>'$.new' AS new "
+            f"FROM events WHERE {run} AND type = 'provider.breaker.changed' ORDER BY ts, id"
         )
-        replay_ledger = lab.store.project(CostLedger(), run_filter, type="demo.request.finished")
+        warnings = lab.sql(
+            "SELECT payload->>'$.budget' AS budget, round((payload->>'$.spent_usd')::DOUBLE, 4) AS spent_usd, "
+            "(payload->>'$.limit_usd')::DOUBLE AS limit_usd "
+            f"FROM events WHERE {run} AND type = 'budget.warning' ORDER BY ts, id"
+        )
         return DemoReport(
             requests=requests,
             seconds=seconds,
+            answered=counts["answered"],
+            budget_stopped=counts["budget"],
+            failed=counts["failed"],
             events_stored=stored,
-            by_type=by_type,
-            by_model=by_model,
-            ledger=dict(ledger.spent),
-            ledger_replayed=dict(replay_ledger.spent),
-            budget_alerts=alerts,
+            by_provider=by_provider,
+            by_project=by_project,
+            breaker_changes=transitions,
+            budget_warnings=warnings,
             dead_letters=dead,
             replayed=replayed,
+            outage=f"{victim} down for requests {outage[1]:,}–{outage[2]:,}",
+            strategy=lab.router.strategy.name,
             store=lab.store.kind,
             home=str(lab.settings.home),
         )
     finally:
-        for name in ("demo-ledger", "demo-budget", "demo-exporter"):
-            for sub in lab.bus.subscriptions:
-                if sub.name == name:
-                    sub.unsubscribe()
+        if "saved_open_s" in locals():
+            breaker.open_s = saved_open_s
+        for sub in subs:
+            sub.unsubscribe()
         if own:
             lab.close()
+
+
+def _first_event_id() -> str:
+    from .events.ids import new_id
+
+    return new_id()

@@ -283,7 +283,11 @@ class Router:
         while True:
             if not state.breaker.allow():
                 raise CircuitOpen(f"{state.id}: circuit open", provider=state.id)
-            reservation = self._reserve(request, state)
+            try:
+                reservation = self._reserve(request, state)
+            except BudgetExceeded:
+                state.breaker.release_probe()  # no call was made: let another request probe
+                raise
             state.stats.on_dispatch()
             if state.limiter is not None:
                 state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
@@ -532,6 +536,7 @@ class Router:
             try:
                 reservation = self._reserve(request, state)
             except BudgetExceeded as exc:
+                state.breaker.release_probe()
                 errors.append(exc)
                 tried.append(state.id)
                 continue

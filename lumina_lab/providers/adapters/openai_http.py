@@ -31,6 +31,7 @@ OpenAICompatibleProvider(id='llama3', model='llama3')
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import math
@@ -59,6 +60,7 @@ __all__ = ["OpenAICompatibleProvider", "OpenAIStream", "parse_retry_after"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _EXCERPT = 200  # characters of a bad body / chunk quoted in an error message
+_DRAIN_S = 0.1  # longest wait for the end of a stream's body after [DONE]
 
 
 class OpenAICompatibleProvider(BaseProvider):
@@ -71,7 +73,9 @@ class OpenAICompatibleProvider(BaseProvider):
         api_key: sent as ``Authorization: Bearer ...``.  When ``None`` it is read from the
             environment variable named by ``api_key_env``; when neither gives one, no
             ``Authorization`` header is sent (fine for local servers).
-        api_key_env: environment variable holding the key (``None``: do not look).
+        api_key_env: environment variable holding the key (``None``: do not look).  The default,
+            ``OPENAI_API_KEY``, is read only when ``base_url`` is on api.openai.com, so an OpenAI key
+            never reaches a third-party or local server by accident.
         id, capabilities, pricing, limits: see :class:`~lumina_lab.providers.base.BaseProvider`.
         timeout_s: for :meth:`ainvoke`, the deadline of the whole call; for :meth:`astream`,
             the longest wait for the first byte and between two chunks.  A request's own
@@ -116,7 +120,11 @@ class OpenAICompatibleProvider(BaseProvider):
                 raise ValidationError(f"{name}={value!r} must be a positive number of seconds", input=value)
         self.base_url = base_url.rstrip("/")
         if api_key is None and api_key_env:
-            api_key = os.environ.get(api_key_env) or None
+            # never hand an OpenAI key to another host unless the caller names the variable explicitly
+            default_env = api_key_env == "OPENAI_API_KEY"
+            host = (httpx_url_host(base_url) or "").lower()
+            if not default_env or host == "api.openai.com":
+                api_key = os.environ.get(api_key_env) or None
         self._api_key = api_key
         self.timeout_s = float(timeout_s)
         self.connect_timeout_s = float(connect_timeout_s)
@@ -296,20 +304,7 @@ class OpenAICompatibleProvider(BaseProvider):
         latency = time.perf_counter() - t0
         if not resp.is_success:
             raise self._http_error(resp, url)
-        try:
-            data = json.loads(resp.content)
-        except ValueError as exc:
-            raise self._malformed("JSON", resp.content, url, exc) from exc
-        if not isinstance(data, dict):
-            raise self._malformed("JSON (not an object)", resp.content, url)
-        if data.get("error"):
-            raise self._body_error(data, url)
-        try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-            finish_reason = choice.get("finish_reason") or "stop"
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise self._malformed("an answer without choices[0].message", resp.content, url) from exc
+        data, text, finish_reason = self._parse_answer(resp.content, url)
         usage, estimated = _usage(data.get("usage"), request, text)
         metadata: dict[str, Any] = {}
         if data.get("id"):
@@ -330,6 +325,24 @@ class OpenAICompatibleProvider(BaseProvider):
             tried=[self.id],
             metadata=metadata,
         )
+
+    def _parse_answer(self, content: bytes, url: str) -> tuple[dict[str, Any], str, str]:
+        """The JSON object, text and finish reason of a whole (non-streamed) answer."""
+        try:
+            data = json.loads(content)
+        except ValueError as exc:
+            raise self._malformed("JSON", content, url, exc) from exc
+        if not isinstance(data, dict):
+            raise self._malformed("JSON (not an object)", content, url)
+        if data.get("error"):
+            raise self._body_error(data, url)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            finish_reason = choice.get("finish_reason") or "stop"
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise self._malformed("an answer without choices[0].message", content, url) from exc
+        return data, text, finish_reason
 
     def _body_error(self, data: dict[str, Any], url: str) -> ProviderError:
         detail = _server_message(data) or "unknown error"
@@ -375,9 +388,22 @@ class OpenAICompatibleProvider(BaseProvider):
                 if not resp.is_success:
                     await resp.aread()
                     raise self._http_error(resp, url)
+                if resp.headers.get("content-type", "").startswith("application/json"):
+                    # A server (or proxy) that ignored "stream": a whole answer, sent as one chunk.
+                    try:
+                        answer, whole, finish_reason = self._parse_answer(await resp.aread(), url)
+                    except ProviderError as exc:
+                        raise broken(exc) from exc.__cause__
+                    usage_data, done = answer.get("usage"), True
+                    if whole:
+                        state.ttft_s = self.last_ttft_s = time.perf_counter() - t0
+                        parts.append(whole)
+                        yield StreamChunk(text=whole, provider=self.id, index=index)
+                        index += 1
                 decoder = _SSEDecoder()
+                lines: AsyncIterator[str] = _no_lines() if done else resp.aiter_lines()
                 try:
-                    async for line in resp.aiter_lines():
+                    async for line in lines:
                         data = decoder.feed(line)
                         if data is None:
                             continue
@@ -428,28 +454,34 @@ class OpenAICompatibleProvider(BaseProvider):
                             "what arrived)",
                         )
                     ) from exc
+                if not done and finish_reason is None:
+                    raise broken(
+                        StreamBroken(
+                            f"{self._where(url)} stream ended after {len(parts)} chunk(s) without [DONE] or a "
+                            "finish_reason",
+                            provider=self.id,
+                            hint="the server closed the stream mid-answer; retry or fail over (partial_text holds "
+                            "what arrived)",
+                        )
+                    )
+                text = "".join(parts)
+                usage, estimated = _usage(usage_data, request, text)
+                state.text = text
+                state.usage = usage
+                state.usage_estimated = estimated
+                state.finish_reason = finish_reason or "stop"
+                state.latency_s = time.perf_counter() - t0
+                yield StreamChunk(
+                    text="", provider=self.id, index=index, done=True, usage=usage, finish_reason=state.finish_reason
+                )
+                # Read the end of the body (normally already here), so that the connection goes
+                # back to the pool instead of being closed; never wait long for it.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(_DRAIN_S):
+                        async for _ in lines:
+                            pass
         except (httpx.TransportError, TimeoutError) as exc:  # before the answer started
             raise self._transport_error(exc, url, timeout) from exc
-
-        if not done and finish_reason is None:
-            raise broken(
-                StreamBroken(
-                    f"{self._where(url)} stream ended after {len(parts)} chunk(s) without [DONE] or a finish_reason",
-                    provider=self.id,
-                    hint="the server closed the stream mid-answer; retry or fail over (partial_text holds what "
-                    "arrived)",
-                )
-            )
-        text = "".join(parts)
-        usage, estimated = _usage(usage_data, request, text)
-        state.text = text
-        state.usage = usage
-        state.usage_estimated = estimated
-        state.finish_reason = finish_reason or "stop"
-        state.latency_s = time.perf_counter() - t0
-        yield StreamChunk(
-            text="", provider=self.id, index=index, done=True, usage=usage, finish_reason=state.finish_reason
-        )
 
 
 class OpenAIStream:
@@ -560,6 +592,11 @@ def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+async def _no_lines() -> AsyncIterator[str]:
+    return
+    yield  # an empty async generator
+
+
 def _usage(raw: Any, request: ChatRequest, text: str) -> tuple[Usage, bool]:
     """Usage from the server's ``usage`` object; missing counts are estimated (~4 characters a token)."""
     raw = raw if isinstance(raw, dict) else {}
@@ -601,3 +638,10 @@ def _excerpt(raw: str | bytes, limit: int = _EXCERPT) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
     text = text.strip()
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def httpx_url_host(url: str) -> str | None:
+    """Host of ``url`` (without importing httpx)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname
