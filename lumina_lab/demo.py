@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .providers import ChatRequest
 
-__all__ = ["DemoReport", "run_demo", "TEAM"]
+__all__ = ["TEAM", "DemoReport", "run_demo"]
 
 TEAM = {"ada": "search", "grace": "search", "linus": "agents", "margaret": "agents", "barbara": "eval"}
 TASKS = ("chat", "code", "summarize", "extract")
@@ -263,7 +263,7 @@ def run_demo(
             budget_warnings=warnings,
             dead_letters=dead,
             replayed=replayed,
-            outage=f"{victim} down for requests {outage[1]:,}–{outage[2]:,}",
+            outage=f"{victim} down for requests {outage[1]:,} to {outage[2]:,}",
             strategy=lab.router.strategy.name,
             store=lab.store.kind,
             home=str(lab.settings.home),

@@ -63,8 +63,8 @@ def test_demo_runs_and_summarises(runner: CliRunner, lumina_home: Path) -> None:
     result = runner.invoke(main, ["demo", "--requests", "3000", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "3,000 simulated requests" in result.output
-    assert "demo.request.finished" in result.output
-    assert "Requests by model" in result.output
+    assert "Calls by provider" in result.output
+    assert "Spend by project" in result.output
     assert (lumina_home / "events" / "log").is_dir()
 
 
@@ -77,18 +77,18 @@ def test_demo_rejects_a_bad_request_count(runner: CliRunner) -> None:
 def test_events_query_after_demo(runner: CliRunner) -> None:
     assert runner.invoke(main, ["demo", "-n", "500", "--no-progress"]).exit_code == 0
     result = runner.invoke(
-        main, ["events", "query", "type = 'demo.request.finished'", "--limit", "5", "--format", "json"]
+        main, ["events", "query", "type = 'provider.call.finished'", "--limit", "5", "--format", "json"]
     )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
-    assert len(rows) == 5 and all(r["type"] == "demo.request.finished" for r in rows)
+    assert len(rows) == 5 and all(r["type"] == "provider.call.finished" for r in rows)
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
 
 
 def test_events_sql_and_csv(runner: CliRunner) -> None:
     assert runner.invoke(main, ["demo", "-n", "200", "--no-progress"]).exit_code == 0
     result = runner.invoke(
-        main, ["events", "sql", "SELECT count(*) AS n FROM events WHERE type LIKE 'demo.%'", "--format", "csv"]
+        main, ["events", "sql", "SELECT count(*) AS n FROM events WHERE type LIKE 'provider.call.%'", "--format", "csv"]
     )
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "n" and int(result.output.splitlines()[1]) >= 200
@@ -102,7 +102,7 @@ def test_events_query_with_bad_sql_is_a_clear_error(runner: CliRunner) -> None:
 
 def test_events_tail_prints_json_lines(runner: CliRunner) -> None:
     assert runner.invoke(main, ["demo", "-n", "100", "--no-progress"]).exit_code == 0
-    result = runner.invoke(main, ["events", "tail", "--type", "demo.request.*", "--max", "10"])
+    result = runner.invoke(main, ["events", "tail", "--type", "provider.call.finished", "--max", "10"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert len(rows) == 10 and rows[0]["payload"]["project"] in {"search", "agents", "eval"}
@@ -123,7 +123,7 @@ def test_events_tail_follow_sees_events_from_another_process(lumina_home: Path) 
             "--max",
             "50",
             "--type",
-            "demo.request.*",
+            "provider.call.finished",
         ],
         stdout=subprocess.PIPE,
         text=True,

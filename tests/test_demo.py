@@ -1,45 +1,73 @@
-"""``run_demo``: the simulated workload is stored, summarised from the store, and reproducible."""
+"""``run_demo``: a simulated team workload routed through the lab, summarised from the event store."""
 
 from __future__ import annotations
 
+import pytest
+
 from lumina_lab import Lab
-from lumina_lab.demo import CostLedger, run_demo
+from lumina_lab.demo import run_demo
+from lumina_lab.errors import ValidationError
 
 
-def test_demo_summary_comes_from_the_store() -> None:
+@pytest.fixture(scope="module")
+def report():
     with Lab(profile="test") as lab:
-        report = run_demo(lab, requests=3_000, seed=3, progress=False)
-        assert report.events_stored >= 3_000
-        assert report.by_type.set_index("type")["events"]["demo.request.finished"] == 3_000
-        assert report.by_model["requests"].sum() == 3_000
-        # the live projection and the one replayed from the store agree
-        assert report.ledger.keys() == report.ledger_replayed.keys()
-        for project, usd in report.ledger.items():
-            assert abs(usd - report.ledger_replayed[project]) < 1e-9
-        # the flaky subscriber's failures were dead-lettered and all replayed after the fix
-        assert report.dead_letters == report.replayed
-        assert len(lab.store.dead_letters()) == 0
+        yield run_demo(lab, requests=3_000, seed=3, budget_usd=0.2, progress=False), lab
 
 
-def test_demo_is_deterministic_under_a_seed() -> None:
-    with Lab(profile="test") as a, Lab(profile="test") as b:
-        ra = run_demo(a, requests=1_000, seed=5, progress=False)
-        rb = run_demo(b, requests=1_000, seed=5, progress=False)
-    assert ra.ledger == rb.ledger
-    assert ra.by_model.equals(rb.by_model)
-    assert len(ra.budget_alerts) == len(rb.budget_alerts)
-
-
-def test_budget_alerts_follow_spend() -> None:
+@pytest.fixture(scope="module")
+def tight():
     with Lab(profile="test") as lab:
-        report = run_demo(lab, requests=2_000, seed=1, budget_usd=0.5, progress=False)
-    for row in report.budget_alerts.itertuples():
-        assert row.spent_usd >= row.threshold * 0.5
+        yield run_demo(lab, requests=2_000, seed=4, budget_usd=0.05, progress=False), lab
 
 
-def test_cost_ledger_ignores_other_events() -> None:
-    from lumina_lab.demo import DemoBudgetCrossed
+def test_every_request_is_accounted_for(report) -> None:
+    r, _ = report
+    assert r.answered + r.budget_stopped + r.failed == 3_000
+    assert r.answered > 0
 
-    ledger = CostLedger()
-    ledger.apply(DemoBudgetCrossed(project="p", threshold=0.5, spent_usd=1.0, budget_usd=2.0))
-    assert ledger.spent == {}
+
+def test_summary_comes_from_the_events(report) -> None:
+    r, _ = report
+    assert r.by_provider["answered"].sum() == r.answered
+    assert r.events_stored >= 3 * r.answered  # routed, started, finished at least
+
+
+def test_budgets_stop_spending_at_the_limit(tight) -> None:
+    r, lab = tight
+    assert r.budget_stopped > 0
+    assert r.answered + r.budget_stopped + r.failed == 2_000
+    assert (r.by_project["cost_usd"] <= 0.05 + 1e-9).all()  # never overspent
+    # soft warnings (80%) for projects whose spend got there; a worst-case reservation may refuse earlier
+    assert set(r.budget_warnings["budget"]) <= {f"project={p}/day" for p in r.by_project["project"]}
+    assert len(r.budget_warnings) >= 1
+    status = lab.budgets.status()
+    assert (status["held_usd"].abs() < 1e-12).all()  # nothing left reserved
+
+
+def test_the_outage_opens_the_breaker_and_it_recovers(report) -> None:
+    r, _ = report
+    victim = r.outage.split()[0]
+    moves = [(row.old, row.new) for row in r.breaker_changes.itertuples() if row.provider == victim]
+    assert moves[0] == ("closed", "open")
+    assert ("half_open", "closed") in moves
+
+
+def test_dead_letters_are_replayed(report) -> None:
+    r, lab = report
+    assert r.dead_letters == r.replayed
+    assert len(lab.store.dead_letters()) == 0
+
+
+def test_same_seed_same_workload() -> None:
+    from lumina_lab.demo import _workload
+
+    a, b = _workload(200, 5), _workload(200, 5)
+    assert [(x.prompt_text, x.project, x.max_tokens) for x in a] == [
+        (y.prompt_text, y.project, y.max_tokens) for y in b
+    ]
+
+
+def test_bad_request_count() -> None:
+    with pytest.raises(ValidationError, match="requests=0"):
+        run_demo(Lab(profile="test"), requests=0)
