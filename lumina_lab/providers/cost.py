@@ -44,7 +44,8 @@ Period = Literal["total", "day", "month"]
 def estimate_tokens(request: ChatRequest | str) -> int:
     """Input tokens of ``request`` without a tokenizer download: ~4 characters a token, 4 per message.
 
-    Within about ±15% of tiktoken's ``o200k_base`` on English prose and code.
+    A deliberate heuristic (the usual rule of thumb for English); providers
+    report the real counts, which settle budgets and the ledger.
     """
     if isinstance(request, str):
         return max(1, math.ceil(len(request) / 4))
