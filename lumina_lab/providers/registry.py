@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ class ProviderState:
     healthy: bool = True
     last_probe_error: str | None = None
     limiter: RateLimiter | None = None
+    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

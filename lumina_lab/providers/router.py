@@ -237,10 +237,14 @@ class Router:
         return await self._fallback_chain(request, ranked)
 
     async def _fallback_chain(
-        self, request: ChatRequest, ranked: Sequence[ProviderState], tried: list[str] | None = None
+        self,
+        request: ChatRequest,
+        ranked: Sequence[ProviderState],
+        tried: list[str] | None = None,
+        errors: list[BaseException] | None = None,
     ) -> ChatResponse:
         tried = tried if tried is not None else []
-        errors: list[BaseException] = []
+        errors = errors if errors is not None else []  # one per entry of tried
         n = len(ranked)
         for i, state in enumerate(ranked):
             try:
@@ -281,6 +285,7 @@ class Router:
         attempt = 1
         provider = state.provider
         while True:
+            await self._slot(state)
             if not state.breaker.allow():
                 raise CircuitOpen(f"{state.id}: circuit open", provider=state.id)
             try:
@@ -301,6 +306,7 @@ class Router:
                 response = await self._timed(provider.ainvoke(request), request, state)
             except asyncio.CancelledError:
                 state.stats.on_abandon()
+                _wake(state)
                 state.breaker.release_probe()
                 self._release(reservation)
                 raise
@@ -312,6 +318,7 @@ class Router:
                 )
                 elapsed = self.clock.now() - start
                 state.stats.on_failure()
+                _wake(state)
                 state.breaker.record(False)
                 self._release(reservation)
                 self.strategy.on_result(state, request, None)
@@ -349,6 +356,7 @@ class Router:
             if not self._wall_clock or not response.latency_s:
                 response.latency_s = latency
             state.stats.on_success(response.latency_s, response.ttft_s, response.cost_usd)
+            _wake(state)
             state.breaker.record(True)
             self._settle(reservation, response.cost_usd)
             self.strategy.on_result(state, request, response)
@@ -403,6 +411,21 @@ class Router:
         except BaseException:
             pass
         raise ProviderTimeout(f"{state.id}: no answer within {timeout}s", provider=state.id)
+
+    async def _slot(self, state: ProviderState) -> None:
+        """Wait while ``state`` is at its ``max_concurrency`` (FIFO)."""
+        cap = state.provider.limits.max_concurrency
+        if cap is None:
+            return
+        while state.stats.inflight >= cap:
+            fut = asyncio.get_running_loop().create_future()
+            state.waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    _wake(state)  # pass the slot we were given on
+                raise
 
     # ------------------------------------------------------------------ budgets
     def _reserve(self, request: ChatRequest, state: ProviderState) -> Reservation | None:
@@ -464,7 +487,7 @@ class Router:
                 response = first.result()
                 response.tried = [primary.id]
                 return response
-            return await self._fallback_chain(request, ranked[1:], tried=[primary.id])
+            return await self._fallback_chain(request, ranked[1:], tried=[primary.id], errors=[first.exception()])
         if self._wants(ev.HedgeLaunched):
             await self._emit(
                 ev.HedgeLaunched(request_id=request.id, primary=primary.id, hedge=backup.id, after_s=self.hedge_after_s)
@@ -487,7 +510,9 @@ class Router:
             for t in (first, second):
                 t.cancel()
             raise
-        return await self._fallback_chain(request, ranked[2:], tried=[primary.id, backup.id])
+        return await self._fallback_chain(
+            request, ranked[2:], tried=[primary.id, backup.id], errors=[first.exception(), second.exception()]
+        )
 
     async def _cascade(self, request: ChatRequest, ranked: Sequence[ProviderState]) -> ChatResponse:
         strategy = self.strategy
@@ -531,6 +556,7 @@ class Router:
         errors: list[BaseException] = []
         tried: list[str] = []
         for i, state in enumerate(ranked):
+            await self._slot(state)
             if not state.breaker.allow():
                 continue
             try:
@@ -555,8 +581,13 @@ class Router:
             ttft: float | None = None
             outcome: str | None = None  # "ok", "failed", or None if the consumer walked away
             stream = state.provider.astream(req)
+            chunks = stream.__aiter__()
             try:
-                async for chunk in stream:
+                while True:
+                    try:  # the timeout bounds the wait for the first chunk and between chunks
+                        chunk = await self._timed(chunks.__anext__(), request, state)
+                    except StopAsyncIteration:
+                        break
                     if ttft is None:
                         ttft = self.clock.now() - start
                     if failover_from is not None:
@@ -568,6 +599,7 @@ class Router:
                         cost = state.provider.pricing.cost(usage.input_tokens, usage.output_tokens) if usage else 0.0
                         latency = self.clock.now() - start
                         state.stats.on_success(latency, ttft, cost)
+                        _wake(state)
                         state.breaker.record(True)
                         self._settle(reservation, cost)
                         if self._wants(ev.CallFinished):
@@ -595,6 +627,7 @@ class Router:
             except ProviderError as exc:
                 outcome = "failed"
                 state.stats.on_failure()
+                _wake(state)
                 state.breaker.record(False)
                 self._release(reservation)
                 errors.append(exc)
@@ -629,6 +662,7 @@ class Router:
                 await stream.aclose()
                 if outcome is None:  # the consumer stopped or was cancelled: the call is abandoned
                     state.stats.on_abandon()
+                    _wake(state)
                     state.breaker.release_probe()
                     self._release(reservation)
         raise self._all_failed(request, tried, errors)
@@ -658,3 +692,13 @@ def _continuation(request: ChatRequest, partial: str) -> ChatRequest:
         metadata=request.metadata,
         id=request.id,
     )
+
+
+def _wake(state: ProviderState) -> None:
+    """A call on ``state`` ended: let the first waiter for a concurrency slot go."""
+    waiters = state.waiters
+    while waiters:
+        fut = waiters.popleft()
+        if not fut.done():
+            fut.set_result(None)
+            return
