@@ -85,7 +85,12 @@ class DemoReport:
         parts: list[Any] = [head, frame(self.by_provider, "Calls by provider (from provider.call.* events)")]
         parts.append(frame(self.by_project, "Spend by project (cost ledger projection)"))
         if len(self.breaker_changes):
-            parts.append(frame(self.breaker_changes, "Circuit breaker transitions"))
+            moves = self.breaker_changes
+            title = "Circuit breaker transitions"
+            if len(moves) > 8:
+                title += f" (first 3 and last 3 of {len(moves)})"
+                moves = moves.iloc[[0, 1, 2, -3, -2, -1]]
+            parts.append(frame(moves, title))
         if len(self.budget_warnings):
             parts.append(frame(self.budget_warnings, "Budget warnings"))
         parts.append(
@@ -200,7 +205,7 @@ def run_demo(
         ranked = [p for p in lab.route(ChatRequest("hello"), max_tokens=256).ranked if p in sims]
         victim = ranked[0] if ranked else sorted(sims)[0]
         breaker = lab.providers[victim].breaker
-        saved_open_s, breaker.open_s = breaker.open_s, 0.5  # recover within the demo
+        saved_open_s, breaker.open_s = breaker.open_s, 0.2  # recover within the demo
         outage = (victim, requests // 3, 2 * requests // 3)
         ledger = CostLedger()
         subs.append(lab.bus.subscribe("provider.call.finished", ledger.apply, name="demo-ledger"))
@@ -219,6 +224,10 @@ def run_demo(
         with tqdm(total=requests, desc="routing", unit="req", disable=not progress, leave=False) as bar:
             counts = asyncio.run_coroutine_threadsafe(_drive(lab, workload, concurrency, bar, outage), loop).result()
         seconds = time.perf_counter() - start
+        if breaker.state != "closed":  # the run ended before the breaker's next half-open probe
+            time.sleep(max(0.0, breaker.open_s - (lab.router.clock.now() - breaker.opened_at)) + 0.01)
+            recovery = ChatRequest("recovery check", max_tokens=16, project="ops")
+            asyncio.run_coroutine_threadsafe(lab.router.ainvoke(recovery), loop).result()
         stored = lab.sync()
 
         letters = lab.store.dead_letters()

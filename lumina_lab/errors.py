@@ -16,12 +16,18 @@ __all__ = [
     "BusClosed",
     "BusError",
     "BusFull",
+    "CircuitOpen",
     "ConfigError",
     "LuminaError",
+    "NoProviderAvailable",
     "PolicyDenied",
     "ProviderError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "RateLimited",
     "SchemaError",
     "StoreError",
+    "StreamBroken",
     "ValidationError",
 ]
 

@@ -53,6 +53,7 @@ class CircuitBreaker:
         self.state: BreakerState = "closed"
         self.opened_at = 0.0
         self.probe_in_flight = False
+        self.granted_probe = False  # whether the last allow() granted the half-open probe
         self._outcomes: deque[bool] = deque(maxlen=window)
         self._failures = 0
         self.transitions: list[tuple[float, str, str]] = []
@@ -83,6 +84,7 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """Claim permission for one call; in half-open only one caller gets it."""
         state = self.state
+        self.granted_probe = False
         if state == "closed":
             return True
         if state == "open":
@@ -92,11 +94,22 @@ class CircuitBreaker:
         if self.probe_in_flight:
             return False
         self.probe_in_flight = True
+        self.granted_probe = True
         return True
 
-    def record(self, success: bool) -> None:
-        """Record the outcome of a call that :meth:`allow` let through."""
+    def record(self, success: bool, *, probe: bool | None = None) -> None:
+        """Record the outcome of a call that :meth:`allow` let through.
+
+        ``probe`` says whether that call was the half-open probe (read
+        :attr:`granted_probe` right after :meth:`allow`).  In half-open only the
+        probe's outcome counts; calls that started earlier are ignored.  Without
+        ``probe``, an outcome in half-open is taken for the probe's.
+        """
         if self.state == "half_open":
+            if probe is None:
+                probe = self.probe_in_flight
+            if not probe:
+                return
             self.probe_in_flight = False
             if success:
                 self._outcomes.clear()
@@ -112,12 +125,12 @@ class CircuitBreaker:
         self._outcomes.append(success)
         if not success:
             self._failures += 1
-            if len(self._outcomes) >= self.min_calls and self._failures / len(self._outcomes) >= self.failure_rate:
-                self._set("open")
+        if len(self._outcomes) >= self.min_calls and self._failures / len(self._outcomes) >= self.failure_rate:
+            self._set("open")
 
-    def release_probe(self) -> None:
+    def release_probe(self, probe: bool = True) -> None:
         """A half-open probe ended without an outcome (e.g. cancelled): let another probe through."""
-        if self.state == "half_open":
+        if self.state == "half_open" and probe:
             self.probe_in_flight = False
 
     def __repr__(self) -> str:

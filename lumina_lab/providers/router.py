@@ -286,12 +286,14 @@ class Router:
         provider = state.provider
         while True:
             await self._slot(state)
-            if not state.breaker.allow():
+            breaker = state.breaker
+            if not breaker.allow():
                 raise CircuitOpen(f"{state.id}: circuit open", provider=state.id)
+            probe = breaker.granted_probe
             try:
                 reservation = self._reserve(request, state)
             except BudgetExceeded:
-                state.breaker.release_probe()  # no call was made: let another request probe
+                breaker.release_probe(probe)  # no call was made: let another request probe
                 raise
             state.stats.on_dispatch()
             if state.limiter is not None:
@@ -307,7 +309,7 @@ class Router:
             except asyncio.CancelledError:
                 state.stats.on_abandon()
                 _wake(state)
-                state.breaker.release_probe()
+                breaker.release_probe(probe)
                 self._release(reservation)
                 raise
             except Exception as exc:
@@ -319,7 +321,7 @@ class Router:
                 elapsed = self.clock.now() - start
                 state.stats.on_failure()
                 _wake(state)
-                state.breaker.record(False)
+                breaker.record(False, probe=probe)
                 self._release(reservation)
                 self.strategy.on_result(state, request, None)
                 if self._wants(ev.CallFailed):
@@ -336,7 +338,7 @@ class Router:
                         )
                     )
                 delay = self.retry.delay(attempt, error, self.rng)
-                if delay is None or not state.breaker.available():
+                if delay is None or not breaker.available():
                     raise error from (exc if error is not exc else None)
                 if self._wants(ev.RetryScheduled):
                     await self._emit(
@@ -357,7 +359,7 @@ class Router:
                 response.latency_s = latency
             state.stats.on_success(response.latency_s, response.ttft_s, response.cost_usd)
             _wake(state)
-            state.breaker.record(True)
+            breaker.record(True, probe=probe)
             self._settle(reservation, response.cost_usd)
             self.strategy.on_result(state, request, response)
             response.attempts = attempt
@@ -559,10 +561,11 @@ class Router:
             await self._slot(state)
             if not state.breaker.allow():
                 continue
+            probe = state.breaker.granted_probe
             try:
                 reservation = self._reserve(request, state)
             except BudgetExceeded as exc:
-                state.breaker.release_probe()
+                state.breaker.release_probe(probe)
                 errors.append(exc)
                 tried.append(state.id)
                 continue
@@ -600,7 +603,7 @@ class Router:
                         latency = self.clock.now() - start
                         state.stats.on_success(latency, ttft, cost)
                         _wake(state)
-                        state.breaker.record(True)
+                        state.breaker.record(True, probe=probe)
                         self._settle(reservation, cost)
                         if self._wants(ev.CallFinished):
                             await self._emit(
@@ -628,7 +631,7 @@ class Router:
                 outcome = "failed"
                 state.stats.on_failure()
                 _wake(state)
-                state.breaker.record(False)
+                state.breaker.record(False, probe=probe)
                 self._release(reservation)
                 errors.append(exc)
                 tried.append(state.id)
@@ -663,7 +666,7 @@ class Router:
                 if outcome is None:  # the consumer stopped or was cancelled: the call is abandoned
                     state.stats.on_abandon()
                     _wake(state)
-                    state.breaker.release_probe()
+                    state.breaker.release_probe(probe)
                     self._release(reservation)
         raise self._all_failed(request, tried, errors)
 

@@ -146,7 +146,6 @@ class LeastBusy(Strategy):
         n = len(candidates)
         if n < 2:
             return list(candidates)
-        self._turn += 1
         turn = self._turn
 
         def load(item: tuple[int, ProviderState]) -> tuple[float, int]:
@@ -155,6 +154,9 @@ class LeastBusy(Strategy):
             return (s.stats.inflight / cap, (i - turn) % n)
 
         return [s for _, s in sorted(enumerate(candidates), key=load)]
+
+    def on_dispatch(self, state: ProviderState, request: ChatRequest) -> None:
+        self._turn += 1  # ties rotate per dispatched call, not per ranking (plan() changes nothing)
 
 
 class RoundRobin(Strategy):
@@ -168,19 +170,28 @@ class RoundRobin(Strategy):
     def __init__(self, weights: dict[str, float] | None = None) -> None:
         self.weights = dict(weights or {})
         self._current: dict[str, float] = {}
+        self._pending: dict[str, tuple[str, ...]] = {}  # request id -> candidates it was ranked among
 
     def rank(self, candidates: Sequence[ProviderState], request: ChatRequest) -> list[ProviderState]:
+        """Read-only: the next pick of smooth WRR first; the step is committed in :meth:`on_dispatch`."""
         if len(candidates) < 2:
             return list(candidates)
-        cur = self._current
-        total = 0.0
-        for s in candidates:
-            w = self.weights.get(s.id, 1.0)
-            cur[s.id] = cur.get(s.id, 0.0) + w
-            total += w
-        ranked = sorted(candidates, key=lambda s: (-cur[s.id], s.id))
-        cur[ranked[0].id] -= total
-        return ranked
+        cur, w = self._current, self.weights
+        self._pending[request.id] = tuple(s.id for s in candidates)
+        if len(self._pending) > 10_000:
+            self._pending.pop(next(iter(self._pending)))
+        return sorted(candidates, key=lambda s: (-(cur.get(s.id, 0.0) + w.get(s.id, 1.0)), s.id))
+
+    def on_dispatch(self, state: ProviderState, request: ChatRequest) -> None:
+        ids = self._pending.pop(request.id, None)
+        if not ids or state.id not in ids:
+            return
+        cur, total = self._current, 0.0
+        for pid in ids:
+            weight = self.weights.get(pid, 1.0)
+            cur[pid] = cur.get(pid, 0.0) + weight
+            total += weight
+        cur[state.id] -= total
 
     def __repr__(self) -> str:
         return f"RoundRobin(weights={self.weights})"

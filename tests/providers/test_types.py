@@ -1,0 +1,127 @@
+"""Provider declarations and per-request data: Capabilities.supports, Pricing, ChatRequest."""
+
+from __future__ import annotations
+
+import pytest
+
+from lumina_lab.errors import ValidationError
+from lumina_lab.providers import Capabilities, ChatRequest, Message, Pricing
+from lumina_lab.providers.types import CAPABILITIES
+
+
+@pytest.fixture
+def caps() -> Capabilities:
+    return Capabilities(chat=1, code=0.6, context_window=32_000, languages={"en", "de"})
+
+
+# ---------------------------------------------------------------- Capabilities.supports
+
+
+def test_supports_needed_names_that_are_present(caps: Capabilities) -> None:
+    assert caps.supports({"chat", "code"})
+
+
+def test_does_not_support_a_capability_at_level_zero(caps: Capabilities) -> None:
+    assert not caps.supports({"vision"})
+    assert not caps.supports(["code", "vision"])
+
+
+def test_supports_no_needs_at_all(caps: Capabilities) -> None:
+    assert caps.supports(frozenset())
+
+
+def test_minimum_levels_given_as_a_dict(caps: Capabilities) -> None:
+    assert caps.supports({"code": 0.5})
+    assert caps.supports({"code": 0.6})
+    assert not caps.supports({"code": 0.7})
+
+
+def test_a_minimum_level_of_zero_still_requires_the_capability(caps: Capabilities) -> None:
+    assert not caps.supports({"vision": 0.0})
+
+
+def test_context_window_must_cover_min_context(caps: Capabilities) -> None:
+    assert caps.supports({"chat"}, min_context=32_000)
+    assert not caps.supports({"chat"}, min_context=32_001)
+
+
+def test_language_must_be_declared(caps: Capabilities) -> None:
+    assert caps.supports({"chat"}, language="de")
+    assert not caps.supports({"chat"}, language="fr")
+
+
+def test_star_language_supports_every_language() -> None:
+    assert Capabilities(languages={"*"}).supports({"chat"}, language="ja")
+
+
+def test_default_capabilities_are_chat_only_english_8k() -> None:
+    caps = Capabilities()
+    assert [c for c in CAPABILITIES if caps.level(c) > 0] == ["chat"]
+    assert caps.context_window == 8_192
+    assert caps.languages == frozenset({"en"})
+
+
+def test_capability_levels_outside_zero_one_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        Capabilities(code=1.5)
+
+
+def test_unknown_capability_fields_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        Capabilities(telepathy=1)
+
+
+# ---------------------------------------------------------------- Pricing
+
+
+def test_pricing_cost_is_usd_per_million_tokens() -> None:
+    p = Pricing(input_per_m=2.0, output_per_m=8.0)
+    assert p.cost(1_000_000, 0) == pytest.approx(2.0)
+    assert p.cost(0, 1_000_000) == pytest.approx(8.0)
+    assert p.cost(1_000, 500) == pytest.approx((1_000 * 2 + 500 * 8) / 1e6)
+
+
+def test_pricing_for_model_reads_the_shipped_snapshot() -> None:
+    from lumina_lab.data import pricing_snapshot
+
+    snap = pricing_snapshot()["models"]["gpt-4.1-mini"]
+    p = Pricing.for_model("gpt-4.1-mini")
+    assert (p.input_per_m, p.output_per_m) == (snap["input"], snap["output"])
+
+
+def test_pricing_for_unknown_model_raises_validation_error_with_hint() -> None:
+    with pytest.raises(ValidationError) as info:
+        Pricing.for_model("no-such-model-xyz")
+    assert "no-such-model-xyz" in info.value.message
+    assert info.value.hint is not None and "Pricing(" in info.value.hint
+    assert info.value.input == "no-such-model-xyz"
+
+
+def test_negative_prices_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        Pricing(input_per_m=-1)
+
+
+# ---------------------------------------------------------------- ChatRequest
+
+
+def test_chat_request_from_a_string_is_one_user_message() -> None:
+    req = ChatRequest("hello there")
+    assert req.messages == [Message("user", "hello there")]
+    assert req.prompt_text == "hello there"
+
+
+def test_chat_request_keeps_a_message_list() -> None:
+    msgs = [Message("system", "be brief"), Message("user", "hi")]
+    req = ChatRequest(msgs)
+    assert req.messages == msgs
+    assert req.prompt_text == "be brief\nhi"
+
+
+def test_chat_request_with_no_messages_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="at least one message"):
+        ChatRequest([])
+
+
+def test_each_chat_request_gets_a_unique_id() -> None:
+    assert ChatRequest("a").id != ChatRequest("a").id
