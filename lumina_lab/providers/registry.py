@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,23 @@ class ProviderState:
     last_probe_error: str | None = None
     limiter: RateLimiter | None = None
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    started: list[int] = field(default_factory=list)  # dispatch numbers of calls in flight, ascending
+
+    def begin(self) -> int:
+        """Record a dispatch; return its number."""
+        self.stats.on_dispatch()
+        n = self.stats.dispatched
+        self.started.append(n)
+        return n
+
+    def end(self, n: int) -> int:
+        """Record that call ``n`` ended; return how many calls that started before it are still in flight."""
+        started = self.started
+        i = bisect_left(started, n)
+        if i < len(started) and started[i] == n:
+            del started[i]
+        return i
+
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -19,9 +19,12 @@ BreakerState = Literal["closed", "open", "half_open"]
 class CircuitBreaker:
     """Per-provider breaker over the failure rate of its last ``window`` calls.
 
-    * **closed**: calls pass; once at least ``min_calls`` outcomes are in the
-      window and the failure rate reaches ``failure_rate``, it opens.  With
-      ``min_calls`` small it trips even when a provider is the only one.
+    * **closed**: calls pass; when a *failure* leaves at least ``min_calls``
+      outcomes in the window with a failure rate of ``failure_rate`` or more,
+      it opens (a success never opens a breaker: under a burst, errors come
+      back before answers, and the answers arriving later must not trip it on
+      a window still full of those early errors).  With ``min_calls`` small it
+      trips even when a provider is the only one.
     * **open**: calls are refused for ``open_s`` seconds.
     * **half_open**: exactly one probe call passes; success closes the
       breaker (window cleared), failure opens it again.
@@ -97,13 +100,21 @@ class CircuitBreaker:
         self.granted_probe = True
         return True
 
-    def record(self, success: bool, *, probe: bool | None = None) -> None:
+    def record(self, success: bool, *, probe: bool | None = None, pending: int = 0) -> None:
         """Record the outcome of a call that :meth:`allow` let through.
 
         ``probe`` says whether that call was the half-open probe (read
         :attr:`granted_probe` right after :meth:`allow`).  In half-open only the
         probe's outcome counts; calls that started earlier are ignored.  Without
         ``probe``, an outcome in half-open is taken for the probe's.
+
+        ``pending`` is the number of calls to this provider that started
+        *before* this one and are still in flight.  They count as not yet
+        failed when the failure rate is judged, so the first quick failures of
+        a burst do not trip a provider whose earlier calls are still on their
+        way (errors often come back faster than answers).  A provider that is
+        down fails its calls in the order they started, nothing older is
+        pending, and the breaker opens within ``min_calls`` failures.
         """
         if self.state == "half_open":
             if probe is None:
@@ -123,9 +134,11 @@ class CircuitBreaker:
         if len(self._outcomes) == self._outcomes.maxlen and not self._outcomes[0]:
             self._failures -= 1
         self._outcomes.append(success)
-        if not success:
-            self._failures += 1
-        if len(self._outcomes) >= self.min_calls and self._failures / len(self._outcomes) >= self.failure_rate:
+        if success:
+            return
+        self._failures += 1
+        n = len(self._outcomes)
+        if n >= self.min_calls and self._failures / (n + pending) >= self.failure_rate:
             self._set("open")
 
     def release_probe(self, probe: bool = True) -> None:

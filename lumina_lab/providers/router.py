@@ -295,7 +295,7 @@ class Router:
             except BudgetExceeded:
                 breaker.release_probe(probe)  # no call was made: let another request probe
                 raise
-            state.stats.on_dispatch()
+            call_no = state.begin()
             if state.limiter is not None:
                 state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
             self.strategy.on_dispatch(state, request)
@@ -307,6 +307,7 @@ class Router:
             try:
                 response = await self._timed(provider.ainvoke(request), request, state)
             except asyncio.CancelledError:
+                state.end(call_no)
                 state.stats.on_abandon()
                 _wake(state)
                 breaker.release_probe(probe)
@@ -319,9 +320,10 @@ class Router:
                     else ProviderUnavailable(f"{state.id}: {type(exc).__name__}: {exc}", provider=state.id)
                 )
                 elapsed = self.clock.now() - start
+                older = state.end(call_no)
                 state.stats.on_failure()
                 _wake(state)
-                breaker.record(False, probe=probe)
+                breaker.record(False, probe=probe, pending=older)
                 self._release(reservation)
                 self.strategy.on_result(state, request, None)
                 if self._wants(ev.CallFailed):
@@ -357,6 +359,7 @@ class Router:
             latency = self.clock.now() - start
             if not self._wall_clock or not response.latency_s:
                 response.latency_s = latency
+            state.end(call_no)
             state.stats.on_success(response.latency_s, response.ttft_s, response.cost_usd)
             _wake(state)
             breaker.record(True, probe=probe)
@@ -570,7 +573,7 @@ class Router:
                 tried.append(state.id)
                 continue
             req = request if not received else _continuation(request, "".join(received))
-            state.stats.on_dispatch()
+            call_no = state.begin()
             if state.limiter is not None:
                 state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
             self.strategy.on_dispatch(state, request)
@@ -601,6 +604,7 @@ class Router:
                         usage = chunk.usage
                         cost = state.provider.pricing.cost(usage.input_tokens, usage.output_tokens) if usage else 0.0
                         latency = self.clock.now() - start
+                        state.end(call_no)
                         state.stats.on_success(latency, ttft, cost)
                         _wake(state)
                         state.breaker.record(True, probe=probe)
@@ -629,9 +633,10 @@ class Router:
                 raise StreamBroken(f"{state.id}: stream ended without a final chunk", provider=state.id)
             except ProviderError as exc:
                 outcome = "failed"
+                older = state.end(call_no)
                 state.stats.on_failure()
                 _wake(state)
-                state.breaker.record(False, probe=probe)
+                state.breaker.record(False, probe=probe, pending=older)
                 self._release(reservation)
                 errors.append(exc)
                 tried.append(state.id)
@@ -664,6 +669,7 @@ class Router:
             finally:
                 await stream.aclose()
                 if outcome is None:  # the consumer stopped or was cancelled: the call is abandoned
+                    state.end(call_no)
                     state.stats.on_abandon()
                     _wake(state)
                     state.breaker.release_probe(probe)

@@ -82,11 +82,12 @@ def test_breaker_stays_closed_while_the_failure_rate_is_below_the_threshold(brea
     assert breaker.current_failure_rate == pytest.approx(0.4)  # 4 failures in the last 10 outcomes
 
 
-def test_breaker_opens_when_min_calls_is_reached_by_a_success_above_the_threshold(
-    breaker: CircuitBreaker,
-) -> None:
-    for ok in (False, False, False, True):  # 4 calls, 75% failures
+def test_a_success_never_opens_the_breaker(breaker: CircuitBreaker) -> None:
+    """Answers that arrive after a burst of quick errors must not trip it; the next failure does."""
+    for ok in (False, False, False, True):  # 4 calls, 75% failures, min_calls reached by the success
         breaker.record(ok)
+    assert breaker.state == "closed"
+    breaker.record(False)
     assert breaker.state == "open"
 
 

@@ -911,3 +911,35 @@ async def test_a_cost_ledger_fed_by_call_finished_events_matches_the_responses(b
     by_project = ledger.by("project").set_index("project")["cost_usd"]
     assert by_project.sum() == pytest.approx(ledger.total_usd)
     assert Counter(r.provider for r in responses) == {"gpt-4.1-mini": 5, "gpt-4.1": 5}
+
+
+async def test_quick_failures_of_a_burst_do_not_trip_a_flaky_provider() -> None:
+    """Errors return before answers: judged against the calls that started earlier, 30% errors stay below 50%."""
+    from lumina_lab.providers import RetryPolicy
+
+    clock = ManualClock()
+    flaky = SimulatedProvider("gpt-4.1-mini", id="flaky", ttft_s=1.0, ttft_sigma=0, error_rate=0.3, seed=1, clock=clock)
+    registry = ProviderRegistry([flaky], clock=clock, breaker={"min_calls": 5, "failure_rate": 0.5})
+    router = Router(registry, clock=clock, retry=RetryPolicy(attempts=1), timeout_s=None)
+    tasks = [asyncio.create_task(router.ainvoke(f"q{i}")) for i in range(200)]
+    while clock.sleepers + sum(t.done() for t in tasks) < 200:
+        await asyncio.sleep(0)
+    assert registry["flaky"].breaker.state == "closed"
+    clock.advance(2.0)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    failures = sum(isinstance(r, Exception) for r in results)
+    assert 30 < failures < 90
+    assert registry["flaky"].breaker.state == "closed"
+
+
+async def test_a_provider_that_is_down_trips_within_min_calls_even_in_a_burst() -> None:
+    from lumina_lab.providers import RetryPolicy
+
+    clock = ManualClock()
+    dead = SimulatedProvider("gpt-4.1-mini", id="dead", down=True, clock=clock)
+    registry = ProviderRegistry([dead], clock=clock, breaker={"min_calls": 5, "failure_rate": 0.5})
+    router = Router(registry, clock=clock, retry=RetryPolicy(attempts=1), timeout_s=None)
+    results = await asyncio.gather(*(router.ainvoke(f"q{i}") for i in range(200)), return_exceptions=True)
+    assert all(isinstance(r, Exception) for r in results)
+    assert registry["dead"].breaker.state == "open"
+    assert dead.calls <= 5 + 1  # 5 failures open it; later requests never reach the provider
