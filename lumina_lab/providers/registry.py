@@ -198,6 +198,19 @@ class ProviderRegistry:
         self._cache.clear()
         return dict(results)
 
+    async def monitor(self, interval_s: float = 30.0, *, timeout_s: float = 5.0, rounds: int | None = None) -> None:
+        """Probe every ``interval_s`` seconds (on the registry's clock) until cancelled or ``rounds`` are done.
+
+        Run it as a task: ``task = asyncio.create_task(registry.monitor(15))``.
+        """
+        done = 0
+        while rounds is None or done < rounds:
+            await self.probe(timeout_s=timeout_s)
+            done += 1
+            if rounds is not None and done >= rounds:
+                return
+            await self.clock.sleep(interval_s)
+
     def table(self) -> pd.DataFrame:
         """Providers with capabilities, prices, breaker state, health and passive statistics."""
         import pandas as pd

@@ -371,3 +371,23 @@ def test_an_entry_point_that_fails_to_load_is_a_config_error(monkeypatch: pytest
         ProviderRegistry().discover_entry_points()
     assert info.value.key == "broken"
     assert "no module named acme" in info.value.message
+
+
+async def test_monitor_probes_on_its_clock_and_marks_health_changes() -> None:
+    from lumina_lab.clock import ManualClock
+    from lumina_lab.providers import ProviderRegistry, SimulatedProvider
+
+    class Probed(SimulatedProvider):
+        ok = True
+
+        async def aprobe(self) -> bool:
+            return self.ok
+
+    clock = ManualClock(autoadvance=True)
+    p = Probed("gpt-4.1-mini", id="p", clock=clock)
+    registry = ProviderRegistry([p], clock=clock)
+    await registry.monitor(10.0, rounds=2)
+    assert registry["p"].healthy and clock.slept == [10.0]
+    p.ok = False
+    await registry.monitor(10.0, rounds=1)
+    assert not registry["p"].healthy
