@@ -50,6 +50,19 @@ PolicyHook = Callable[[ChatRequest, ProviderState], bool]
 _CONTINUE = "Continue exactly where the previous answer stopped. Do not repeat what was already said."
 
 
+@dataclass(slots=True)
+class Call:
+    """One admitted call to one provider (see :meth:`Router.begin_call`)."""
+
+    state: ProviderState
+    request: ChatRequest
+    attempt: int
+    reservation: Reservation | None
+    probe: bool
+    call_no: int
+    started: float
+
+
 @dataclass
 class RouteDecision:
     """Where a request would go, and why the others would not."""
@@ -280,38 +293,82 @@ class Router:
         err.errors = errors  # type: ignore[attr-defined]
         return err
 
+    # ------------------------------------------------------------------ call lifecycle (sync steps)
+    # The live path below and the routing lab's discrete-event engine run the same steps, so the
+    # simulator and the live router make the same decisions for the same inputs.
+    def begin_call(self, state: ProviderState, request: ChatRequest, attempt: int = 1) -> Call:
+        """Admit one call to ``state``: breaker, budget reservation, dispatch accounting.
+
+        Raises:
+            CircuitOpen: the breaker refuses (nothing was reserved).
+            BudgetExceeded: a budget refuses (the breaker probe, if any, is given back).
+        """
+        breaker = state.breaker
+        if not breaker.allow():
+            raise CircuitOpen(f"{state.id}: circuit open", provider=state.id)
+        probe = breaker.granted_probe
+        try:
+            reservation = self._reserve(request, state)
+        except BudgetExceeded:
+            breaker.release_probe(probe)  # no call was made: let another request probe
+            raise
+        call_no = state.begin()
+        if state.limiter is not None:
+            state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
+        self.strategy.on_dispatch(state, request)
+        return Call(state, request, attempt, reservation, probe, call_no, self.clock.now())
+
+    def finish_call(self, call: Call, response: ChatResponse) -> None:
+        """Account a successful call: statistics, breaker, budget settlement, strategy feedback."""
+        state = call.state
+        state.end(call.call_no)
+        state.stats.on_success(response.latency_s, response.ttft_s, response.cost_usd)
+        _wake(state)
+        state.breaker.record(True, probe=call.probe)
+        self._settle(call.reservation, response.cost_usd)
+        self.strategy.on_result(state, call.request, response)
+        response.attempts = call.attempt
+        response.request_id = call.request.id
+
+    def fail_call(self, call: Call, error: ProviderError) -> float | None:
+        """Account a failed call; return the delay before retrying the same provider, or None to move on."""
+        state = call.state
+        older = state.end(call.call_no)
+        state.stats.on_failure()
+        _wake(state)
+        state.breaker.record(False, probe=call.probe, pending=older)
+        self._release(call.reservation)
+        self.strategy.on_result(state, call.request, None)
+        delay = self.retry.delay(call.attempt, error, self.rng)
+        if delay is None or not state.breaker.available():
+            return None
+        return delay
+
+    def abandon_call(self, call: Call) -> None:
+        """Account a call given up without an outcome (cancelled, the losing side of a hedge)."""
+        state = call.state
+        state.end(call.call_no)
+        state.stats.on_abandon()
+        _wake(state)
+        state.breaker.release_probe(call.probe)
+        self._release(call.reservation)
+
     async def _attempts(self, state: ProviderState, request: ChatRequest) -> ChatResponse:
         """Call one provider with retries; raise the last error when retries are exhausted."""
         attempt = 1
         provider = state.provider
         while True:
             await self._slot(state)
-            breaker = state.breaker
-            if not breaker.allow():
-                raise CircuitOpen(f"{state.id}: circuit open", provider=state.id)
-            probe = breaker.granted_probe
-            try:
-                reservation = self._reserve(request, state)
-            except BudgetExceeded:
-                breaker.release_probe(probe)  # no call was made: let another request probe
-                raise
-            call_no = state.begin()
-            if state.limiter is not None:
-                state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
-            self.strategy.on_dispatch(state, request)
+            call = self.begin_call(state, request, attempt)
             if self._wants(ev.CallStarted):
                 await self._emit(
                     ev.CallStarted(request_id=request.id, provider=state.id, model=provider.model, attempt=attempt)
                 )
-            start = self.clock.now()
+            start = call.started
             try:
                 response = await self._timed(provider.ainvoke(request), request, state)
             except asyncio.CancelledError:
-                state.end(call_no)
-                state.stats.on_abandon()
-                _wake(state)
-                breaker.release_probe(probe)
-                self._release(reservation)
+                self.abandon_call(call)
                 raise
             except Exception as exc:
                 error = (
@@ -320,12 +377,7 @@ class Router:
                     else ProviderUnavailable(f"{state.id}: {type(exc).__name__}: {exc}", provider=state.id)
                 )
                 elapsed = self.clock.now() - start
-                older = state.end(call_no)
-                state.stats.on_failure()
-                _wake(state)
-                breaker.record(False, probe=probe, pending=older)
-                self._release(reservation)
-                self.strategy.on_result(state, request, None)
+                delay = self.fail_call(call, error)
                 if self._wants(ev.CallFailed):
                     await self._emit(
                         ev.CallFailed(
@@ -339,8 +391,7 @@ class Router:
                             latency_s=elapsed,
                         )
                     )
-                delay = self.retry.delay(attempt, error, self.rng)
-                if delay is None or not breaker.available():
+                if delay is None:
                     raise error from (exc if error is not exc else None)
                 if self._wants(ev.RetryScheduled):
                     await self._emit(
@@ -359,14 +410,7 @@ class Router:
             latency = self.clock.now() - start
             if not self._wall_clock or not response.latency_s:
                 response.latency_s = latency
-            state.end(call_no)
-            state.stats.on_success(response.latency_s, response.ttft_s, response.cost_usd)
-            _wake(state)
-            breaker.record(True, probe=probe)
-            self._settle(reservation, response.cost_usd)
-            self.strategy.on_result(state, request, response)
-            response.attempts = attempt
-            response.request_id = request.id
+            self.finish_call(call, response)
             if self._wants(ev.CallFinished):
                 await self._emit(self._finished_event(request, state, response, attempt, stream=False))
             return response

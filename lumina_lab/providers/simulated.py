@@ -12,17 +12,31 @@ import math
 import random
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from ..clock import WALL, Clock
-from ..errors import ProviderTimeout, ProviderUnavailable, RateLimited, StreamBroken
+from ..errors import ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited, StreamBroken
 from .base import BaseProvider
 from .cost import estimate_tokens
 from .types import ChatRequest, ChatResponse, StreamChunk, Usage
 
-__all__ = ["SimulatedProvider"]
+__all__ = ["Sample", "SimulatedProvider"]
 
 _WORDS = ("the", "model", "answers", "with", "a", "plausible", "simulated", "sentence", "about", "your", "request")
+
+
+@dataclass(slots=True)
+class Sample:
+    """One drawn call: an error (raised after ``fail_after_s``) or an answer taking ``duration_s``."""
+
+    error: ProviderError | None
+    fail_after_s: float
+    ttft_s: float = 0.0
+    duration_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    quality_ok: bool = True
 
 
 class SimulatedProvider(BaseProvider):
@@ -129,34 +143,60 @@ class SimulatedProvider(BaseProvider):
             text = self._answers[n] = " ".join(_WORDS[(i * 7) % len(_WORDS)] for i in range(n))
         return text
 
+    # ------------------------------------------------------------------ sampling
+    def sample(self, request: ChatRequest) -> Sample:
+        """Draw what this call will do, without waiting: the live path sleeps it out, the routing lab schedules it.
+
+        Counts the call (``calls``) and applies the outage and RPM state at the clock's current time.
+        """
+        try:
+            self._admit()
+        except ProviderError as exc:
+            return Sample(exc, 0.0)
+        r = self.rng.random()
+        if r < self.error_rate:
+            return Sample(ProviderUnavailable(f"{self.id}: simulated server error", provider=self.id, status=500), 0.0)
+        if r < self.error_rate + self.timeout_rate:
+            return Sample(
+                ProviderTimeout(f"{self.id}: no answer within {self.hang_s}s (simulated)", provider=self.id),
+                self.hang_s,
+            )
+        ttft, n_out, gen = self._draw(request)
+        ok = self.rng.random() < self.quality
+        return Sample(None, 0.0, ttft, ttft + gen, estimate_tokens(request), n_out, ok)
+
+    def response(self, request: ChatRequest, s: Sample, latency_s: float) -> ChatResponse:
+        """The answer of a successful sample."""
+        return ChatResponse(
+            text=self._answer(s.output_tokens),
+            provider=self.id,
+            model=self.model,
+            usage=Usage(s.input_tokens, s.output_tokens),
+            cost_usd=self.pricing.cost(s.input_tokens, s.output_tokens),
+            latency_s=latency_s,
+            ttft_s=s.ttft_s,
+            request_id=request.id,
+            metadata={"quality_ok": s.quality_ok},
+        )
+
     # ------------------------------------------------------------------ protocol
     async def ainvoke(self, request: ChatRequest) -> ChatResponse:
-        self._admit()
+        s = self.sample(request)
         self.inflight += 1
         start = self.clock.now()
         try:
-            await self._maybe_fail()
-            ttft, n_out, gen = self._draw(request)
-            if ttft + gen > 0:
-                await self.clock.sleep(ttft + gen)
+            if s.error is not None:
+                if s.fail_after_s > 0:
+                    await self.clock.sleep(s.fail_after_s)
+                raise s.error
+            if s.duration_s > 0:
+                await self.clock.sleep(s.duration_s)
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
         finally:
             self.inflight -= 1
-        n_in = estimate_tokens(request)
-        ok = self.rng.random() < self.quality
-        return ChatResponse(
-            text=self._answer(n_out),
-            provider=self.id,
-            model=self.model,
-            usage=Usage(n_in, n_out),
-            cost_usd=self.pricing.cost(n_in, n_out),
-            latency_s=self.clock.now() - start,
-            ttft_s=ttft,
-            request_id=request.id,
-            metadata={"quality_ok": ok},
-        )
+        return self.response(request, s, self.clock.now() - start)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         self._admit()
