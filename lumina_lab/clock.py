@@ -82,6 +82,14 @@ class ManualClock:
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
         await fut
 
+    def set(self, t: float) -> None:
+        """Jump to time ``t`` (not earlier than now) and wake due sleepers; used by the routing lab's engine."""
+        if t < self._now:
+            raise ValueError(f"time cannot go backwards ({t} < {self._now})")
+        self._now = t
+        if self._sleepers:
+            self._wake()
+
     def advance(self, seconds: float) -> None:
         """Move time forward and wake the sleepers whose time has come."""
         if seconds < 0:
