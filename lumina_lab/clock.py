@@ -103,6 +103,13 @@ class ManualClock:
             if not fut.done():
                 fut.set_result(None)
 
+    def next_wakeup(self) -> float | None:
+        """When the earliest pending sleeper wakes (None if nobody sleeps)."""
+        heap = self._sleepers
+        while heap and heap[0][2].done():
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
     @property
     def sleepers(self) -> int:
         return sum(1 for *_, f in self._sleepers if not f.done())

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import BudgetExceeded, ValidationError
@@ -104,12 +105,14 @@ class Budget:
             who = request.principal if self.scope == "principal" else request.project
             if who is None or (self.key is not None and who != self.key):
                 return None
-        if self.period == "total":
-            when = "-"
-        else:
-            d = datetime.fromtimestamp(wall, UTC)
-            when = d.strftime("%Y-%m-%d") if self.period == "day" else d.strftime("%Y-%m")
+        when = "-" if self.period == "total" else _period_key(self.period, int(wall // 86_400))
         return f"{self.label}|{who}|{when}"
+
+
+@lru_cache(maxsize=4096)
+def _period_key(period: str, day: int) -> str:
+    d = datetime.fromtimestamp(day * 86_400, UTC)
+    return d.strftime("%Y-%m-%d") if period == "day" else d.strftime("%Y-%m")
 
 
 @dataclass

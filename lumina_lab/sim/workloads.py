@@ -90,6 +90,7 @@ class Workload:
             project=tenant,
             principal=tenant,
             task=self._task_names[task],
+            id=f"{self.name}#{i}",
         )
 
     def frame(self) -> pd.DataFrame:
