@@ -50,6 +50,8 @@ def estimate_tokens(request: ChatRequest | str) -> int:
     """
     if isinstance(request, str):
         return max(1, math.ceil(len(request) / 4))
+    if request.input_tokens is not None:
+        return request.input_tokens
     msgs = request.messages
     return sum(math.ceil(len(m.content) / 4) + 4 for m in msgs) + 2  # type: ignore[union-attr]
 

@@ -130,6 +130,8 @@ class ChatRequest:
         principal / project: who asks and for which project (budgets, policy).
         task: a category for learning strategies ("chat", "code", ...).
         model: a provider id or model name to pin the request to.
+        input_tokens: the prompt's size in tokens when known (a tokenizer, a trace);
+            otherwise it is estimated from the text.
     """
 
     messages: list[Message] | str
@@ -145,6 +147,7 @@ class ChatRequest:
     timeout_s: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=new_id)
+    input_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.messages, str):

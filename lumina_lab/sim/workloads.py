@@ -77,14 +77,15 @@ class Workload:
         return float(self.arrival_s[-1]) if len(self) else 0.0
 
     def request(self, i: int) -> ChatRequest:
-        """The ``i``-th request (its prompt has the workload's input token count under our estimate)."""
+        """The ``i``-th request (a placeholder prompt carrying the workload's input token count)."""
         from ..providers import ChatRequest
 
         n_in = int(self.input_tokens[i])
         tenant = self.tenants[int(self.tenant[i])]
         task = int(self.task[i])
         return ChatRequest(
-            "x" * max(0, 4 * (n_in - 6)),
+            "(simulated prompt)",
+            input_tokens=n_in,
             needs=self._needs[task],
             max_tokens=int(self.max_tokens[i]),
             project=tenant,
