@@ -1,10 +1,11 @@
-"""The routing lab: learned quality-aware routers and their RouteLLM-style evaluation.
+"""The routing lab: workloads, discrete-event replay through the live router, learned quality-aware routers.
 
->>> from lumina_lab.sim import LogisticRouter, evaluate
+>>> from lumina_lab.sim import RoutingLab, poisson, LogisticRouter, evaluate
 """
 
 from __future__ import annotations
 
+from .engine import Outage, RoutingLab, SimResult
 from .learned import (
     DEFAULT_PRICES,
     EnsembleRouter,
@@ -18,6 +19,7 @@ from .learned import (
     oracle_scores,
     prompt_costs,
 )
+from .workloads import Task, Workload, bursty, diurnal, poisson, read_workload
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -26,9 +28,18 @@ __all__ = [
     "LearnedRouter",
     "LearnedThreshold",
     "LogisticRouter",
+    "Outage",
     "RandomRouter",
+    "RoutingLab",
+    "SimResult",
+    "Task",
+    "Workload",
+    "bursty",
+    "diurnal",
     "evaluate",
     "load_correctness",
     "oracle_scores",
+    "poisson",
     "prompt_costs",
+    "read_workload",
 ]

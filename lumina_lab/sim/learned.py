@@ -315,6 +315,8 @@ class LogisticRouter(LearnedRouter):
     Args:
         l2: ridge penalty on the mean log-loss objective (larger = smoother).
         shape_features: append length / numbers / lines features (standardised on the training set).
+        text_features: use the embedder's vectors; ``False`` leaves only the shape
+            features: a small difficulty model that carries over to unseen datasets.
         embedder: defaults to ``HashingEmbedder()`` (1024 dims, words 1-2, characters 3-5).
     """
 
@@ -326,6 +328,7 @@ class LogisticRouter(LearnedRouter):
         target: str = "gain",
         l2: float = 1e-3,
         shape_features: bool = True,
+        text_features: bool = True,
         embedder: Embedder | None = None,
         max_iter: int = 400,
     ) -> None:
@@ -333,22 +336,25 @@ class LogisticRouter(LearnedRouter):
         self.target = _check_target(target)
         if not l2 > 0:
             raise ValidationError(f"l2={l2!r} must be > 0", input=l2)
+        if not (shape_features or text_features):
+            raise ValidationError("a LogisticRouter needs shape_features or text_features (or both)")
         self.l2 = float(l2)
         self.shape_features = shape_features
+        self.text_features = text_features
         self.max_iter = max_iter
         self._models: list[tuple[np.ndarray, float]] = []
         self._shape_mean = self._shape_std = None
 
     def _features(self, prompts: list[str], *, fit: bool = False) -> np.ndarray:
-        X = self.embedder.embed(prompts)
+        X = self.embedder.embed(prompts) if self.text_features else None
         if not self.shape_features:
-            return X
+            return X  # type: ignore[return-value]
         extra = _shape_features(prompts)
         if fit:
             self._shape_mean = extra.mean(axis=0)
             self._shape_std = extra.std(axis=0) + 1e-9
-        extra = (extra - self._shape_mean) / self._shape_std / math.sqrt(extra.shape[1])
-        return np.hstack([X, extra.astype(np.float32)])
+        extra = ((extra - self._shape_mean) / self._shape_std / math.sqrt(extra.shape[1])).astype(np.float32)
+        return extra if X is None else np.hstack([X, extra])
 
     def _fit(self, prompts: list[str], weak: np.ndarray, strong: np.ndarray) -> None:
         X = self._features(prompts, fit=True)
@@ -364,7 +370,10 @@ class LogisticRouter(LearnedRouter):
         return probs[0] - probs[1] if self.target == "gain" else 1.0 - probs[0]
 
     def __repr__(self) -> str:
-        return f"LogisticRouter(target={self.target!r}, l2={self.l2:g}, shape_features={self.shape_features})"
+        return (
+            f"LogisticRouter(target={self.target!r}, l2={self.l2:g}, shape_features={self.shape_features}, "
+            f"text_features={self.text_features})"
+        )
 
 
 class KNNRouter(LearnedRouter):
@@ -560,6 +569,7 @@ def evaluate(
     tokens: Any = "prompt",
     points: int | None = None,
     threshold: float | None = None,
+    cost_aware: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a router RouteLLM-style on labelled prompts it was not trained on.
 
@@ -592,6 +602,10 @@ def evaluate(
     Args:
         router: a fitted :class:`LearnedRouter`, or an array of precomputed scores (one per prompt).
         threshold: also report quality, share and cost when routing with this fixed threshold.
+        cost_aware: order prompts by score per extra dollar of the strong call instead of by
+            score: the knapsack order, and the rule :meth:`LearnedRouter.route_by_value` applies
+            (for ``target="gain"`` scores; thresholds are then ``1 / value_per_correct_usd``).
+            It matters only when prompts differ in cost (``tokens="prompt"``).
     """
     items = _as_prompts(prompts)
     n = len(items)
@@ -609,6 +623,10 @@ def evaluate(
                 hint="pass a fitted LearnedRouter or router.score(prompts)",
             )
     weak_cost, strong_cost = prompt_costs(items, prices, tokens=tokens)
+    if cost_aware:
+        extra = strong_cost - weak_cost
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = np.where(extra > 0, scores / np.where(extra > 0, extra, 1.0), np.where(scores > 0, np.inf, scores))
 
     order = np.argsort(-scores, kind="stable")
     ss = scores[order]
@@ -729,7 +747,13 @@ def load_correctness(
     data = pd.concat(frames, ignore_index=True)
     cols = [c for c in data.columns if c != "__group"]
     if prompt is None:
-        text_cols = [c for c in cols if data[c].dtype == object and not str(c).endswith("_response")]
+        text_cols = [
+            c
+            for c in cols
+            if (pd.api.types.is_object_dtype(data[c]) or pd.api.types.is_string_dtype(data[c]))
+            and _bool_column(data[c]) is None
+            and not str(c).endswith("_response")
+        ]
         prompt = "prompt" if "prompt" in cols else (text_cols[0] if text_cols else None)
     if prompt is None or prompt not in data.columns:
         raise ValidationError(f"no prompt column in {root} (columns: {cols})", hint="pass prompt='column name'")
@@ -779,6 +803,9 @@ class LearnedThreshold(Strategy):
     (the router falls back to it); any other candidate follows in its given
     order.  If the chosen provider is not a candidate (filtered out, breaker
     open), the other comes first.
+
+    Scoring costs about 0.2 ms per request with the default embedder and a
+    :class:`LogisticRouter` (a :class:`KNNRouter` adds a pass over its training vectors).
 
     Args:
         router: a fitted :class:`LearnedRouter` (it sees ``request.prompt_text``).
