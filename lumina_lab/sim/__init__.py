@@ -19,6 +19,7 @@ from .learned import (
     oracle_scores,
     prompt_costs,
 )
+from .traffic import workload_from_store
 from .workloads import Task, Workload, bursty, diurnal, poisson, read_workload
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "poisson",
     "prompt_costs",
     "read_workload",
+    "workload_from_store",
 ]
