@@ -32,5 +32,5 @@ def test_recorded_requests_become_a_workload_with_their_times_tenants_and_sizes(
 
 
 def test_an_empty_store_is_a_clear_error() -> None:
-    with Lab(profile="test") as lab, pytest.raises(ValidationError, match="no provider.request.routed"):
+    with Lab(profile="test") as lab, pytest.raises(ValidationError, match=r"no provider\.request\.routed"):
         workload_from_store(lab.store)
