@@ -59,7 +59,8 @@ def estimate_tokens(request: ChatRequest | str) -> int:
 def predict_cost(pricing: Pricing, request: ChatRequest, *, output_tokens: int | None = None) -> float:
     """Worst-case USD for ``request`` at ``pricing`` (output = ``max_tokens`` or the default)."""
     out = output_tokens if output_tokens is not None else (request.max_tokens or DEFAULT_OUTPUT_TOKENS)
-    return pricing.cost(estimate_tokens(request), out)
+    n_in = request.input_tokens  # estimate_tokens()'s first answer, read here to save a call per reservation
+    return pricing.cost(estimate_tokens(request) if n_in is None else n_in, out)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class _Bucket:
     warned: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Reservation:
     """Money held for one call until it settles."""
 
@@ -156,10 +157,37 @@ class BudgetManager:
         self.wall = wall
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
+        # (principal, project, day) -> the budgets that apply with their bucket keys, and the keys
+        # alone: building a key formats strings, and a request's keys change only with who asks and
+        # the day (see _bucket_keys); valid for the budgets in _keys_for
+        self._keys: dict[tuple[Any, ...], tuple[list[tuple[Budget, str]], list[str]]] = {}
+        self._keys_for: list[Budget] = list(self.budgets)
 
     def add(self, budget: Budget) -> None:
         with self._lock:
             self.budgets.append(budget)
+
+    def _bucket_keys(self, request: ChatRequest, wall: float) -> tuple[list[tuple[Budget, str]], list[str]]:
+        """The budgets ``request`` charges at ``wall`` with their bucket keys, and the keys (cached).
+
+        :meth:`Budget.bucket` reads only the request's principal and project and, for
+        daily and monthly budgets, the UTC day of ``wall``, so those make the cache key.
+        The cache is dropped whenever ``budgets`` changed (compared by identity first,
+        which is cheap for the usual handful of budgets).
+        """
+        budgets = self.budgets
+        cache = self._keys
+        if budgets != self._keys_for:
+            cache.clear()
+            self._keys_for = list(budgets)
+        ck = (request.principal, request.project, wall // 86_400)
+        entry = cache.get(ck)
+        if entry is None:
+            if len(cache) >= 4096:
+                cache.clear()
+            pairs = [(b, k) for b in budgets if (k := b.bucket(request, wall)) is not None]
+            entry = cache[ck] = (pairs, [k for _, k in pairs])
+        return entry
 
     def __bool__(self) -> bool:
         return bool(self.budgets)
@@ -170,16 +198,14 @@ class BudgetManager:
         Raises:
             BudgetExceeded: some bucket would go over its limit (nothing is held).
         """
-        wall = self.wall()
+        pairs, keys = self._bucket_keys(request, self.wall())
         with self._lock:
-            keys: list[str] = []
-            for b in self.budgets:
-                key = b.bucket(request, wall)
-                if key is None:
-                    continue
-                bucket = self._buckets.get(key)
+            buckets = self._buckets
+            held: list[_Bucket] = []
+            for b, key in pairs:
+                bucket = buckets.get(key)
                 if bucket is None:
-                    bucket = self._buckets[key] = _Bucket(b)
+                    bucket = buckets[key] = _Bucket(b)
                 if bucket.spent + bucket.reserved + amount > b.limit_usd + 1e-12:
                     raise BudgetExceeded(
                         f"budget {b.label} would be exceeded: spent ${bucket.spent:.6f} + held "
@@ -187,10 +213,10 @@ class BudgetManager:
                         input=request.id,
                         hint="raise the limit, lower max_tokens, or route to a cheaper model",
                     )
-                keys.append(key)
-            for key in keys:
-                self._buckets[key].reserved += amount
-        return Reservation(request.id, amount, keys)
+                held.append(bucket)
+            for bucket in held:
+                bucket.reserved += amount
+        return Reservation(request.id, amount, keys.copy())
 
     def settle(self, reservation: Reservation, actual_usd: float) -> list[BudgetCrossing]:
         """Replace the hold by the actual cost; return soft thresholds crossed now."""
@@ -199,9 +225,10 @@ class BudgetManager:
             if reservation.settled:
                 return crossings
             reservation.settled = True
+            buckets, amount = self._buckets, reservation.amount
             for key in reservation.buckets:
-                bucket = self._buckets[key]
-                bucket.reserved -= reservation.amount
+                bucket = buckets[key]
+                bucket.reserved -= amount
                 bucket.spent += actual_usd
                 b = bucket.budget
                 if not bucket.warned and bucket.spent >= b.soft_ratio * b.limit_usd:

@@ -175,12 +175,15 @@ class Router:
         usable: list[ProviderState] = []
         saturated: list[ProviderState] = []
         policy = self.policy
+        n_tokens: int | None = None  # estimated once, and only if a provider has a rate limiter
         for s in candidates:
             if not s.healthy:
                 excluded[s.id] = f"unhealthy ({s.last_probe_error})"
                 continue
-            if not s.breaker.available():
-                excluded[s.id] = f"circuit {s.breaker.state}"
+            breaker = s.breaker
+            # a closed breaker is always available: test that inline, call available() only otherwise
+            if breaker.state != "closed" and not breaker.available():
+                excluded[s.id] = f"circuit {breaker.state}"
                 continue
             if policy is not None:
                 try:
@@ -193,9 +196,12 @@ class Router:
                     excluded[s.id] = reason
                     continue
             limiter = s.limiter
-            if limiter is not None and not limiter.available(estimate_tokens(request)):
-                excluded[s.id] = f"at its rate limit (rpm={limiter.rpm}, tpm={limiter.tpm})"
-                continue
+            if limiter is not None:
+                if n_tokens is None:
+                    n_tokens = estimate_tokens(request)
+                if not limiter.available(n_tokens):
+                    excluded[s.id] = f"at its rate limit (rpm={limiter.rpm}, tpm={limiter.tpm})"
+                    continue
             cap = s.provider.limits.max_concurrency
             if cap is not None and s.stats.inflight >= cap:
                 saturated.append(s)
@@ -323,9 +329,11 @@ class Router:
         state = call.state
         state.end(call.call_no)
         state.stats.on_success(response.latency_s, response.ttft_s, response.cost_usd)
-        _wake(state)
+        if state.waiters:  # _wake() only has work when someone waits for a slot
+            _wake(state)
         state.breaker.record(True, probe=call.probe)
-        self._settle(call.reservation, response.cost_usd)
+        if call.reservation is not None:
+            self._settle(call.reservation, response.cost_usd)
         self.strategy.on_result(state, call.request, response)
         response.attempts = call.attempt
         response.request_id = call.request.id
@@ -335,7 +343,8 @@ class Router:
         state = call.state
         older = state.end(call.call_no)
         state.stats.on_failure()
-        _wake(state)
+        if state.waiters:
+            _wake(state)
         state.breaker.record(False, probe=call.probe, pending=older)
         self._release(call.reservation)
         self.strategy.on_result(state, call.request, None)
@@ -479,7 +488,7 @@ class Router:
     # ------------------------------------------------------------------ budgets
     def _reserve(self, request: ChatRequest, state: ProviderState) -> Reservation | None:
         budgets = self.budgets
-        if not budgets:
+        if budgets is None or not budgets.budgets:  # i.e. `not budgets`, without calling __bool__
             return None
         try:
             return budgets.reserve(request, predict_cost(state.provider.pricing, request))

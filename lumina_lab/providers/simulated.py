@@ -100,12 +100,16 @@ class SimulatedProvider(BaseProvider):
 
     # ------------------------------------------------------------------ draws
     def _draw(self, request: ChatRequest) -> tuple[float, int, float]:
-        rng = self.rng
-        ttft = self.ttft_s * math.exp(rng.gauss(0, self.ttft_sigma)) if self.ttft_s > 0 else 0.0
-        n_out = max(1, int(self.output_tokens * math.exp(rng.gauss(0, 0.3))))
-        if request.max_tokens:
-            n_out = min(n_out, request.max_tokens)
-        gen = n_out / self.tokens_per_s if self.tokens_per_s > 0 else 0.0
+        gauss = self.rng.gauss
+        exp = math.exp
+        ttft_s = self.ttft_s
+        ttft = ttft_s * exp(gauss(0, self.ttft_sigma)) if ttft_s > 0 else 0.0
+        n_out = max(1, int(self.output_tokens * exp(gauss(0, 0.3))))
+        max_tokens = request.max_tokens
+        if max_tokens and max_tokens < n_out:  # min(n_out, max_tokens) without the call
+            n_out = max_tokens
+        tps = self.tokens_per_s
+        gen = n_out / tps if tps > 0 else 0.0
         return ttft, n_out, gen
 
     def _admit(self) -> None:
@@ -149,11 +153,15 @@ class SimulatedProvider(BaseProvider):
 
         Counts the call (``calls``) and applies the outage and RPM state at the clock's current time.
         """
-        try:
-            self._admit()
-        except ProviderError as exc:
-            return Sample(exc, 0.0)
-        r = self.rng.random()
+        if self.down or self.rpm is not None:
+            try:
+                self._admit()
+            except ProviderError as exc:
+                return Sample(exc, 0.0)
+        else:
+            self.calls += 1  # all that _admit() does without an outage or an RPM window (saves a call)
+        rng = self.rng
+        r = rng.random()
         if r < self.error_rate:
             return Sample(ProviderUnavailable(f"{self.id}: simulated server error", provider=self.id, status=500), 0.0)
         if r < self.error_rate + self.timeout_rate:
@@ -162,8 +170,9 @@ class SimulatedProvider(BaseProvider):
                 self.hang_s,
             )
         ttft, n_out, gen = self._draw(request)
-        ok = self.rng.random() < self.quality
-        return Sample(None, 0.0, ttft, ttft + gen, estimate_tokens(request), n_out, ok)
+        ok = rng.random() < self.quality
+        n_in = request.input_tokens
+        return Sample(None, 0.0, ttft, ttft + gen, estimate_tokens(request) if n_in is None else n_in, n_out, ok)
 
     def response(self, request: ChatRequest, s: Sample, latency_s: float) -> ChatResponse:
         """The answer of a successful sample."""

@@ -69,7 +69,12 @@ class Cheapest(Strategy):
         if len(candidates) < 2:
             return list(candidates)
         n_in = estimate_tokens(request)
-        return sorted(candidates, key=lambda s: (_expected_cost(s, request, n_in), s.id))
+        out = request.max_tokens or DEFAULT_OUTPUT_TOKENS  # as in _expected_cost
+        # decorate-sort-undecorate instead of sorted(key=lambda ...): no Python call per candidate;
+        # the index keeps the order stable and never lets two states be compared
+        dec = [(s.provider.pricing.cost(n_in, out), s.id, i, s) for i, s in enumerate(candidates)]
+        dec.sort()
+        return [t[3] for t in dec]
 
 
 class Fastest(Strategy):
@@ -91,7 +96,10 @@ class Fastest(Strategy):
         return -1.0 if v is None else v
 
     def rank(self, candidates: Sequence[ProviderState], request: ChatRequest) -> list[ProviderState]:
-        return sorted(candidates, key=lambda s: (self._value(s), s.stats.inflight, s.id))
+        value = self._value
+        dec = [(value(s), s.stats.inflight, s.id, i, s) for i, s in enumerate(candidates)]
+        dec.sort()  # decorated, as in Cheapest.rank
+        return [t[4] for t in dec]
 
     def __repr__(self) -> str:
         return f"Fastest(metric={self.metric!r})"
@@ -147,13 +155,13 @@ class LeastBusy(Strategy):
         if n < 2:
             return list(candidates)
         turn = self._turn
-
-        def load(item: tuple[int, ProviderState]) -> tuple[float, int]:
-            i, s = item
-            cap = s.provider.limits.max_concurrency or 1
-            return (s.stats.inflight / cap, (i - turn) % n)
-
-        return [s for _, s in sorted(enumerate(candidates), key=load)]
+        # key: (load, rotation); the rotation is distinct per candidate, so ties never reach the states
+        dec = [
+            (s.stats.inflight / (s.provider.limits.max_concurrency or 1), (i - turn) % n, s)
+            for i, s in enumerate(candidates)
+        ]
+        dec.sort()  # decorated in place rather than sorted(key=...): no Python call per candidate
+        return [t[2] for t in dec]
 
     def on_dispatch(self, state: ProviderState, request: ChatRequest) -> None:
         self._turn += 1  # ties rotate per dispatched call, not per ranking (plan() changes nothing)
@@ -177,10 +185,15 @@ class RoundRobin(Strategy):
         if len(candidates) < 2:
             return list(candidates)
         cur, w = self._current, self.weights
-        self._pending[request.id] = tuple(s.id for s in candidates)
+        ids = self._pending[request.id] = tuple([s.id for s in candidates])
         if len(self._pending) > 10_000:
             self._pending.pop(next(iter(self._pending)))
-        return sorted(candidates, key=lambda s: (-(cur.get(s.id, 0.0) + w.get(s.id, 1.0)), s.id))
+        dec = [
+            (-(cur.get(pid, 0.0) + w.get(pid, 1.0)), pid, i, s)
+            for i, (pid, s) in enumerate(zip(ids, candidates, strict=True))
+        ]
+        dec.sort()  # decorated, as in Cheapest.rank
+        return [t[3] for t in dec]
 
     def on_dispatch(self, state: ProviderState, request: ChatRequest) -> None:
         ids = self._pending.pop(request.id, None)

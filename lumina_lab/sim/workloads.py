@@ -8,7 +8,7 @@ made one at a time as the engine replays them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,6 +93,43 @@ class Workload:
             task=self._task_names[task],
             id=f"{self.name}#{i}",
         )
+
+    def request_factory(self) -> Callable[[int], ChatRequest]:
+        """A function ``i -> ChatRequest`` equal to :meth:`request`, made for replaying many requests.
+
+        It reads plain-Python snapshots of the columns, taken once here: indexing a
+        numpy array and converting the scalar with ``int()`` costs several times more
+        than indexing a list, and the engine builds one request per arrival (passing the
+        message list ready-made also skips the string-to-message step of ``ChatRequest``).
+        Columns changed afterwards are not seen by an existing factory.
+        """
+        from ..providers import ChatRequest
+        from ..providers.types import Message
+
+        n_in = self.input_tokens.tolist()
+        max_tokens = self.max_tokens.tolist()
+        tenants = self.tenants
+        tenant = [tenants[c] for c in self.tenant.tolist()]
+        task = self.task.tolist()
+        needs, names = self._needs, self._task_names
+        prefix = f"{self.name}#"
+        prompt = Message("user", "(simulated prompt)")  # one placeholder message, shared by every request
+
+        def make(i: int) -> ChatRequest:
+            t = tenant[i]
+            k = task[i]
+            return ChatRequest(
+                [prompt],
+                input_tokens=n_in[i],
+                needs=needs[k],
+                max_tokens=max_tokens[i],
+                project=t,
+                principal=t,
+                task=names[k],
+                id=prefix + str(i),
+            )
+
+        return make
 
     def frame(self) -> pd.DataFrame:
         import pandas as pd

@@ -857,6 +857,21 @@ async def test_a_keyed_project_budget_applies_to_that_project_only() -> None:
         await router.ainvoke("x", project="search")
 
 
+def test_cached_bucket_keys_follow_changes_to_the_budgets_and_the_day() -> None:
+    day = 86_400.0
+    now = [0.0]
+    budgets = BudgetManager([Budget(limit_usd=1.0, scope="project", period="day")], wall=lambda: now[0])
+    request = ChatRequest("x", project="search")
+    assert budgets.reserve(request, 0.1).buckets == ["project=*/day|search|1970-01-01"]
+    now[0] = day + 5
+    assert budgets.reserve(request, 0.1).buckets == ["project=*/day|search|1970-01-02"]
+    budgets.add(Budget(limit_usd=1.0, name="all"))
+    assert budgets.reserve(request, 0.1).buckets == ["project=*/day|search|1970-01-02", "all|*|-"]
+    budgets.budgets[1] = Budget(limit_usd=1.0, name="every")  # changed in place: the cache notices too
+    assert budgets.reserve(request, 0.1).buckets[1] == "every|*|-"
+    assert budgets.reserve(ChatRequest("x", project="chat"), 0.1).buckets[0] == "project=*/day|chat|1970-01-02"
+
+
 async def test_a_thousand_concurrent_requests_never_overspend_the_budget() -> None:
     providers = [
         SimulatedProvider("gpt-4.1-mini", id=f"sim-{i}", ttft_s=0.002, output_tokens=60, seed=i) for i in range(3)

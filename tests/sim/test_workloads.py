@@ -45,6 +45,13 @@ def test_requests_carry_needs_tokens_and_tenant() -> None:
         assert abs(estimate_tokens(req) - int(wl.input_tokens[i])) <= 2
 
 
+def test_the_request_factory_makes_the_same_requests_as_request() -> None:
+    wl = poisson(1, n=30, tenants={"search": 1, "chat": 2}, seed=4)
+    make = wl.request_factory()
+    for i in range(30):
+        assert make(i) == wl.request(i)
+
+
 def test_bursty_concentrates_arrivals_in_bursts() -> None:
     wl = bursty(2, 50, duration_s=600, burst_every_s=60, burst_len_s=5, seed=5)
     in_burst = (wl.arrival_s % 60) < 5
