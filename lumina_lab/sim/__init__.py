@@ -19,6 +19,7 @@ from .learned import (
     oracle_scores,
     prompt_costs,
 )
+from .sweep import grid, sweep
 from .traffic import workload_from_store
 from .workloads import Task, Workload, bursty, diurnal, poisson, read_workload
 
@@ -38,10 +39,12 @@ __all__ = [
     "bursty",
     "diurnal",
     "evaluate",
+    "grid",
     "load_correctness",
     "oracle_scores",
     "poisson",
     "prompt_costs",
     "read_workload",
+    "sweep",
     "workload_from_store",
 ]
