@@ -239,6 +239,8 @@ class InProcessBus:
         self._bind_lock = threading.Lock()
         self._closed = False
         self.published = 0
+        #: dead letters the sink could not take (kept here instead of being lost)
+        self.lost_dead_letters = MemoryDeadLetters()
 
     # ------------------------------------------------------------------ subscribe
     def subscribe(
@@ -600,15 +602,13 @@ class InProcessBus:
         try:
             self.dead_letters.put_dead_letters(letters)
         except Exception as sink_exc:
-            fallback = MemoryDeadLetters()
-            fallback.put_dead_letters(letters)
+            self.lost_dead_letters.put_dead_letters(letters)  # never lose a letter
             warnings.warn(
                 f"dead-letter sink failed ({sink_exc}); {len(letters)} dead letter(s) kept in memory "
                 "on bus.lost_dead_letters",
                 RuntimeWarning,
                 stacklevel=1,
             )
-            self.lost_dead_letters = getattr(self, "lost_dead_letters", []) + letters
 
     # ------------------------------------------------------------------ loop management
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:

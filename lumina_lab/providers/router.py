@@ -145,11 +145,7 @@ class Router:
 
     def _breaker_changed(self, provider: str, old: str, new: str, rate: float) -> None:
         if self._wants(ev.BreakerChanged):
-            event = ev.BreakerChanged(provider=provider, old=old, new=new, failure_rate=rate)
-            try:
-                asyncio.get_running_loop().create_task(self.bus.publish(event))
-            except RuntimeError:
-                self.bus.publish_sync(event)
+            self._emit_nowait(ev.BreakerChanged(provider=provider, old=old, new=new, failure_rate=rate))
 
     # ------------------------------------------------------------------ planning
     def plan(self, request: ChatRequest) -> RouteDecision:
@@ -453,15 +449,7 @@ class Router:
             except TimeoutError:
                 raise ProviderTimeout(f"{state.id}: no answer within {timeout}s", provider=state.id) from None
         task = asyncio.ensure_future(call)
-        sleeper = asyncio.ensure_future(self.clock.sleep(timeout))
-        try:
-            done, _ = await asyncio.wait({task, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()
-            sleeper.cancel()
-            raise
-        if task in done:
-            sleeper.cancel()
+        if await self._before(task, timeout):
             return task.result()
         task.cancel()
         try:
@@ -469,6 +457,23 @@ class Router:
         except BaseException:
             pass
         raise ProviderTimeout(f"{state.id}: no answer within {timeout}s", provider=state.id)
+
+    async def _before(self, task: asyncio.Future[Any], seconds: float) -> bool:
+        """Wait for ``task`` at most ``seconds`` on the router's clock; True if it finished in time.
+
+        The task keeps running when time is up; if the waiter is cancelled, the task is too.
+        """
+        timer = asyncio.ensure_future(self.clock.sleep(seconds))
+        try:
+            done, _ = await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            timer.cancel()
+            raise
+        if task in done:
+            timer.cancel()
+            return True
+        return False
 
     async def _slot(self, state: ProviderState) -> None:
         """Wait while ``state`` is at its ``max_concurrency`` (FIFO)."""
@@ -532,15 +537,7 @@ class Router:
     async def _hedged(self, request: ChatRequest, ranked: Sequence[ProviderState]) -> ChatResponse:
         primary, backup = ranked[0], ranked[1]
         first = asyncio.ensure_future(self._attempts(primary, request))
-        timer = asyncio.ensure_future(self.clock.sleep(self.hedge_after_s or 0.0))
-        try:
-            done, _ = await asyncio.wait({first, timer}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            first.cancel()
-            timer.cancel()
-            raise
-        if first in done:
-            timer.cancel()
+        if await self._before(first, self.hedge_after_s or 0.0):
             if first.exception() is None:
                 response = first.result()
                 response.tried = [primary.id]

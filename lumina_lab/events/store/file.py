@@ -6,7 +6,6 @@ see :mod:`lumina_lab.events.store.segments` for why and how.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,24 +98,17 @@ class FileEventStore(BufferedEventStore):
         return sum(self._log(part).compact_orphans() for part in _PARTS)
 
     def _tail_rows(self, state: Any, type: str | None, since: datetime | None) -> tuple[list[dict[str, Any]], Any]:
-        import duckdb
-
         marks: dict[str, int] = state or {}
-        delay = 0.005
-        for attempt in range(8):
+
+        def run(con: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
+            # planned inside the query retry: a file merged away after listing makes it list again
             plan, new_marks = read_rows_after(list_segments(self.root / "log"), marks)
             if not plan:
                 return [], new_marks
             query, params = self._tail_query(plan, type, since)
-            try:
-                with self._qlock:
-                    return _dicts(self._connection().execute(query, params)), new_marks
-            except duckdb.IOException:  # a file was merged away after listing: plan again
-                if attempt == 7:
-                    raise
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+            return _dicts(con.execute(query, params)), new_marks
+
+        return self._run_query(run, "tail of the event log")
 
     @staticmethod
     def _tail_query(plan: list[Any], type: str | None, since: datetime | None) -> tuple[str, list[Any]]:
