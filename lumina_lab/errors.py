@@ -17,6 +17,7 @@ __all__ = [
     "BusError",
     "BusFull",
     "CircuitOpen",
+    "CollectionNotFound",
     "ConfigError",
     "LuminaError",
     "NoProviderAvailable",
@@ -150,6 +151,13 @@ class PolicyDenied(LuminaError):
 
 class StoreError(LuminaError):
     """A store (events, vectors, spans) cannot be opened, read or written."""
+
+
+class CollectionNotFound(StoreError, KeyError):
+    """A vector-store collection that does not exist was named."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return LuminaError.__str__(self)
 
 
 class BusError(LuminaError):
