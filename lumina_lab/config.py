@@ -72,6 +72,23 @@ class RoutingSettings(BaseModel):
     hedge_after_s: float | None = Field(default=None, gt=0, description="Hedge slow calls after this long.")
 
 
+class MemorySettings(BaseModel):
+    """Settings of the vector memory (``lab.memory``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["duckdb", "memory", "milvus", "weaviate"] = Field(
+        default="duckdb", description="Vector store: duckdb (one file under home), memory, milvus or weaviate."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend options, e.g. {uri = 'http://milvus:19530'} or {url = 'http://weaviate:8080'}.",
+    )
+    embedder: str = Field(default="hashing", description="Embedder spec: hashing, hashing:<dim>, minilm.")
+    cache_size: int = Field(default=1024, ge=0, description="Search results kept in the LRU query cache.")
+    shards: int = Field(default=1, ge=1, le=64, description="Hash-partitioned shards (duckdb: one file each).")
+
+
 def _default_providers() -> list[dict[str, Any]]:
     """Simulated stand-ins for four hosted models (list prices from the shipped snapshot)."""
     return [
@@ -151,6 +168,7 @@ class Settings(BaseSettings):
     source: str | None = Field(default=None, description="Name stamped on events from this process (default host:pid).")
     events: EventSettings = Field(default_factory=EventSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     providers: list[dict[str, Any]] = Field(
         default_factory=_default_providers,
         description="Providers to register ([[providers]] tables: kind = 'simulated' | 'openai', model, ...).",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .events.store import BufferedEventStore
+    from .memory import VectorMemory
     from .providers import (
         BudgetManager,
         ChatRequest,
@@ -94,6 +95,31 @@ class Lab:
                     f"budgets[{i}]: {exc}", key=f"budgets[{i}]", hint="see lumina_lab.providers.Budget"
                 ) from None
         return BudgetManager(budgets)
+
+    @cached_property
+    def memory(self) -> VectorMemory:
+        """Vector memory on the configured store and embedder, publishing ``memory.*`` events on :attr:`bus`."""
+        from .memory import VectorMemory, embedder_from
+        from .memory.stores import open_vector_store
+
+        m = self.settings.memory
+        options = dict(m.options)
+        if m.backend == "duckdb" and "path" not in options:
+            options["path"] = Path(self.settings.home) / "memory" / "vectors.duckdb"
+        if m.shards > 1:
+            from .memory import ShardedVectorStore
+
+            base = options.pop("path", None)
+            shards = []
+            for j in range(m.shards):
+                opts = dict(options)
+                if m.backend == "duckdb":
+                    opts["path"] = Path(base).with_name(f"vectors-{j}-of-{m.shards}.duckdb")
+                shards.append(open_vector_store(m.backend, **opts))
+            store = ShardedVectorStore(shards)
+        else:
+            store = open_vector_store(m.backend, **options)
+        return VectorMemory(store, embedder=embedder_from(m.embedder), bus=self.bus, cache_size=m.cache_size)
 
     @cached_property
     def router(self) -> Router:
@@ -193,6 +219,8 @@ class Lab:
     def close(self) -> None:
         """Handle and store everything published, then release resources."""
         try:
+            if "memory" in self.__dict__:
+                self.memory.close()
             self.bus.close_sync()
         finally:
             self.store.close()

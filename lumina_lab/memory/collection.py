@@ -107,7 +107,7 @@ class VectorMemory:
 
     Args:
         store: a :class:`~lumina_lab.memory.base.VectorStore`; or give ``backend`` (+ ``options``).
-        embedder: turns texts into vectors (default: :class:`HashingEmbedder` with 384 dimensions).
+        embedder: turns texts into vectors (default: :class:`HashingEmbedder`, as `lab.memory` uses).
         bus: where ``memory.written`` / ``memory.searched`` events go (optional).
         cache_size: LRU capacity of the query cache (0 disables it).
         policy: optional read gate ``policy(principal, hits) -> list[bool]`` applied when a search names a principal.
@@ -129,7 +129,7 @@ class VectorMemory:
 
             store = open_vector_store(backend, **options)
         self.store = store
-        self.embedder = embedder or HashingEmbedder(dim=384)
+        self.embedder = embedder or HashingEmbedder()
         self.bus = bus
         self.cache = QueryCache(cache_size)
         self.policy = policy
