@@ -13,21 +13,26 @@ so the same text gives the same vector in every process and on every machine.
 ((2, 256), 'float32')
 >>> bool(m[0] @ m[1] > 0.3)
 True
+
+:func:`embedder_from` builds an embedder from a short spec (``"hashing"``,
+``"hashing:512"``, ``"minilm"``) or adapts a langchain ``Embeddings`` object;
+:func:`embed_batched` embeds a long list in batches behind a progress bar.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["CachedEmbedder", "Embedder", "HashingEmbedder"]
+__all__ = ["EMBEDDER_SPECS", "CachedEmbedder", "Embedder", "HashingEmbedder", "embed_batched", "embedder_from"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _SPACE = re.compile(r"\s+")
@@ -41,7 +46,15 @@ _LOW32 = np.uint64(0xFFFFFFFF)
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Anything that maps texts to unit-norm float32 vectors of a fixed dimension."""
+    """Anything that maps texts to unit-norm float32 vectors of a fixed dimension.
+
+    Embedders should also have an ``identity`` attribute: a short string that
+    names the model *and every setting that changes the vectors* (e.g.
+    ``"hashing:dim=384:ngrams=1-2:chars=3-5:char_weight=0.5:seed=0"`` or
+    ``"minilm:all-MiniLM-L6-v2"``), so that persistent caches never mix
+    vectors of two models.  It is not a protocol member, for compatibility
+    with embedders written before it; caches that need it ask for it.
+    """
 
     dim: int
 
@@ -143,6 +156,15 @@ class HashingEmbedder:
         self._salt = _fmix(np.array([seed + 1], dtype=np.uint64) * _GOLD)[0]
         self._tokens: OrderedDict[str, int] = OrderedDict()
 
+    @property
+    def identity(self) -> str:
+        """A stable id of the vectors this embedder makes: every parameter but ``cache_size``."""
+        chars = "none" if self.char_ngrams is None else "{}-{}".format(*self.char_ngrams)
+        lo, hi = self.ngram_range
+        return (
+            f"hashing:dim={self.dim}:ngrams={lo}-{hi}:chars={chars}:char_weight={self.char_weight:g}:seed={self.seed}"
+        )
+
     def __repr__(self) -> str:
         return (
             f"HashingEmbedder(dim={self.dim}, ngram_range={self.ngram_range}, "
@@ -179,8 +201,9 @@ class HashingEmbedder:
             if n > 1:  # extend each (n-1)-gram by the token that follows it, inside one document
                 h = _fmix(h[:-1] * _GOLD + base[n - 1 :] + np.uint64(n))
             if n >= lo:
-                valid = doc[: len(doc) - n + 1] == doc[n - 1 :] if n > 1 else slice(None)
-                docs.append(doc[: len(doc) - n + 1][valid])
+                m = max(len(doc) - n + 1, 0)  # n-grams in the batch (none when it has fewer than n tokens)
+                valid = doc[:m] == doc[n - 1 : n - 1 + m] if n > 1 else slice(None)
+                docs.append(doc[:m][valid])
                 feats.append(h[valid])
         return np.concatenate(docs), np.concatenate(feats)
 
@@ -198,8 +221,8 @@ class HashingEmbedder:
             if n > 1:
                 h = h[:-1] * _PRIME + codes[n - 1 :]
             if n >= lo:
-                m = len(codes) - n + 1
-                valid = doc[:m] == doc[n - 1 :]
+                m = max(len(codes) - n + 1, 0)  # none when the batch has fewer than n characters
+                valid = doc[:m] == doc[n - 1 : n - 1 + m]
                 # the length tag in the high byte keeps n-grams of different lengths apart before mixing
                 docs.append(doc[:m][valid])
                 feats.append(_fmix(h[valid] ^ (np.uint64(n) << np.uint64(56))))
@@ -267,6 +290,11 @@ class CachedEmbedder:
         self.maxsize = maxsize
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
+    @property
+    def identity(self) -> str:
+        """The inner embedder's ``identity`` (the vectors are the same); AttributeError if it has none."""
+        return self.inner.identity  # type: ignore[attr-defined,no-any-return]
+
     def __repr__(self) -> str:
         return f"CachedEmbedder({self.inner!r}, cached={len(self._cache)})"
 
@@ -289,3 +317,148 @@ class CachedEmbedder:
         if not isinstance(text, str):
             raise ValidationError(f"embed_one() takes a str, not {type(text).__name__}", input=text)
         return self.embed([text])[0]
+
+
+# ---------------------------------------------------------------------- factory and batching
+
+#: The string specs :func:`embedder_from` understands.
+EMBEDDER_SPECS = ("hashing", "hashing:<dim>", "minilm", "minilm:all-MiniLM-L6-v2")
+
+#: ``progress=None`` shows a bar only for more batches than this (and only once it has run half a second).
+_AUTO_PROGRESS_BATCHES = 4
+
+
+def _is_embedder(obj: object) -> bool:
+    """``isinstance(obj, Embedder)`` without reading ``dim`` (a property may compute it, e.g. by a probe call)."""
+    if isinstance(obj, type):
+        return False
+    try:
+        inspect.getattr_static(obj, "dim")
+    except AttributeError:
+        return False
+    return callable(getattr(obj, "embed", None)) and callable(getattr(obj, "embed_one", None))
+
+
+def _is_langchain_embeddings(obj: object) -> bool:
+    return callable(getattr(obj, "embed_documents", None)) and callable(getattr(obj, "embed_query", None))
+
+
+def embedder_from(spec: Any, **options: Any) -> Embedder:
+    """An :class:`Embedder` from a spec.
+
+    ``spec`` is one of:
+
+    * ``"hashing"`` — :class:`HashingEmbedder` with its defaults; ``"hashing:512"`` sets ``dim``;
+    * ``"minilm"`` (or ``"minilm:all-MiniLM-L6-v2"``) —
+      :class:`~lumina_lab.memory.minilm.MiniLMEmbedder`, all-MiniLM-L6-v2 in numpy;
+    * an object that already is an :class:`Embedder` — returned unchanged (``options`` must be empty);
+    * a langchain-core ``Embeddings`` object (anything with ``embed_documents`` and
+      ``embed_query``) — wrapped in :class:`~lumina_lab.memory.lc_embeddings.LangChainEmbedder`.
+
+    Strings are case-insensitive and may carry surrounding spaces.  ``options`` go to the
+    constructor (e.g. ``embedder_from("minilm", batch_size=64)``).
+
+    Raises:
+        ValidationError: an unknown spec (the message lists the allowed ones), or a bad dimension.
+        ConfigError: ``"minilm"`` without its package installed (with the fix).
+    """
+    if isinstance(spec, str):
+        name, _, arg = spec.strip().lower().partition(":")
+        if name == "hashing":
+            if arg:
+                if not arg.strip().isdigit():
+                    raise ValidationError(
+                        f"embedder spec {spec!r}: the dimension after 'hashing:' must be an integer",
+                        input=spec,
+                        hint="e.g. 'hashing:512'",
+                    )
+                options = {"dim": int(arg), **options}
+            return HashingEmbedder(**options)
+        if name == "minilm" and arg.strip() in ("", "all-minilm-l6-v2"):
+            from .minilm import MiniLMEmbedder
+
+            return MiniLMEmbedder(**options)
+    elif _is_embedder(spec):
+        if options:
+            raise ValidationError(
+                f"options {sorted(options)} cannot be applied to the existing embedder {spec!r}", input=options
+            )
+        return spec
+    elif _is_langchain_embeddings(spec) and not isinstance(spec, type):
+        from .lc_embeddings import LangChainEmbedder
+
+        return LangChainEmbedder(spec, **options)
+    allowed = ", ".join(repr(s) for s in EMBEDDER_SPECS)
+    raise ValidationError(
+        f"unknown embedder spec {spec!r}",
+        input=spec,
+        hint=f"use one of {allowed}, an Embedder object, or a langchain Embeddings object",
+    )
+
+
+def embed_batched(
+    embedder: Embedder,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    progress: bool | None = None,
+    *,
+    desc: str | None = None,
+) -> np.ndarray:
+    """Embed ``texts`` in batches of ``batch_size``, behind a ``tqdm.auto`` progress bar.
+
+    Texts are embedded shortest first (so batches of a neural embedder carry
+    little padding) and the rows returned in the order given: an
+    ``(len(texts), embedder.dim)`` float32 matrix, equal to ``embedder.embed(texts)``.
+
+    Args:
+        embedder: any :class:`Embedder`, or a spec for :func:`embedder_from`.
+        texts: the texts.
+        batch_size: texts per ``embed`` call (at least 1).
+        progress: ``True`` always shows a bar, ``False`` never; ``None`` shows one when there
+            are more than a few batches and the run takes more than half a second.
+        desc: the bar's label (default: the embedder's class name).
+
+    Raises:
+        ValidationError: bad texts, batch size or embedder output shape.
+    """
+    emb = embedder if _is_embedder(embedder) else embedder_from(embedder)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValidationError(f"batch_size={batch_size!r} must be a positive integer", input=batch_size)
+    if progress not in (True, False, None):
+        raise ValidationError(f"progress={progress!r} must be True, False or None", input=progress)
+    items = _check_texts(texts)
+    if not items:
+        return np.zeros((0, emb.dim), dtype=np.float32)
+    out: np.ndarray | None = None  # allocated after the first batch: reading dim may cost a call (LangChain)
+    order = sorted(range(len(items)), key=lambda i: len(items[i]))
+    n_batches = -(-len(items) // batch_size)
+    show = progress if progress is not None else n_batches > _AUTO_PROGRESS_BATCHES
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=len(items),
+            desc=desc or type(emb).__name__,
+            unit="text",
+            delay=0.5 if progress is None else 0.0,
+        )
+    try:
+        for b in range(n_batches):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            rows = np.asarray(emb.embed([items[i] for i in idx]), dtype=np.float32)
+            if out is None:
+                out = np.empty((len(items), emb.dim), dtype=np.float32)
+            if rows.shape != (len(idx), emb.dim):
+                raise ValidationError(
+                    f"{emb!r} returned an array of shape {rows.shape} for {len(idx)} texts; expected {(len(idx), emb.dim)}",
+                    input=rows.shape,
+                )
+            out[idx] = rows
+            if bar is not None:
+                bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
+    assert out is not None
+    return out

@@ -29,7 +29,7 @@ _VERSIONS = itertools.count(1)
 class AnnIndex:
     """An HNSW index (usearch) over unit vectors keyed by ``seq``; cosine similarity = 1 - distance."""
 
-    def __init__(self, dim: int, *, connectivity: int = 16, expansion_add: int = 128, expansion_search: int = 96):
+    def __init__(self, dim: int, *, connectivity: int = 16, expansion_add: int = 64, expansion_search: int = 128):
         from usearch.index import Index
 
         self.dim = dim
