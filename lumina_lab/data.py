@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import ValidationError
 
-__all__ = ["dataset_path", "pricing_snapshot"]
+__all__ = ["dataset_path", "pricing_snapshot", "team_notes"]
 
 _INSTALLED = Path(__file__).parent / "_datasets"  # wheel installs
 _REPO = Path(__file__).parent.parent / "datasets"  # editable installs and checkouts
@@ -29,3 +29,9 @@ def dataset_path(name: str) -> Path:
 def pricing_snapshot() -> dict[str, Any]:
     """The dated list-price snapshot: ``{"as_of", "source", "models": {name: {"input", "output"}}}``."""
     return json.loads(dataset_path("pricing.json").read_text(encoding="utf-8"))
+
+
+def team_notes() -> list[dict[str, Any]]:
+    """The shipped demo corpus: 30 notes of a fictional platform team (``id``, ``text``, ``team``, ``kind``, ``date``)."""
+    lines = dataset_path("team_notes.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]

@@ -55,6 +55,7 @@ class DemoReport:
     strategy: str
     store: str
     home: str
+    memory: pd.DataFrame | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -93,9 +94,12 @@ class DemoReport:
             parts.append(frame(moves, title))
         if len(self.budget_warnings):
             parts.append(frame(self.budget_warnings, "Budget warnings"))
+        if self.memory is not None and len(self.memory):
+            parts.append(frame(self.memory, "Team memory: 30 shipped notes in lab.memory (DuckDB), hybrid search"))
         parts.append(
             "Next: [cyan]lumina events tail[/]  ·  [cyan]lumina events query \"type = 'provider.breaker.changed'\"[/]"
             "  ·  [cyan]lumina ask 'write a parser' --needs code --route-only[/]  ·  [cyan]lumina info[/]"
+            "  ·  [cyan]lab.memory.collection('team_notes').search('...', mode='hybrid')[/]"
         )
         return Group(*parts)
 
@@ -249,6 +253,7 @@ def run_demo(
             "round(sum(usd), 4) AS cost_usd FROM calls GROUP BY provider ORDER BY answered DESC"
         )
         by_project = ledger.by("project")
+        memory = _memory_phase(lab)
         transitions = lab.sql(
             "SELECT strftime(ts, '%H:%M:%S.%g') AS at, payload->>'$.provider' AS provider, "
             "payload->>'$.old' AS old, payload->>'$.new' AS new "
@@ -276,6 +281,7 @@ def run_demo(
             strategy=lab.router.strategy.name,
             store=lab.store.kind,
             home=str(lab.settings.home),
+            memory=memory,
         )
     finally:
         if "saved_open_s" in locals():
@@ -284,6 +290,44 @@ def run_demo(
             sub.unsubscribe()
         if own:
             lab.close()
+
+
+QUESTIONS = (
+    ("Why did the agents project run out of money?", "hybrid", None),
+    ("What happens when two notebook kernels open the vector store?", "hybrid", None),
+    ("provider outage", "keyword", {"kind": "incident"}),
+)
+
+
+def _memory_phase(lab: Lab) -> pd.DataFrame:
+    """Put the shipped team notes into ``lab.memory`` and ask it three questions (vector, keyword, hybrid)."""
+    import pandas as pd
+
+    from .data import team_notes
+
+    notes = team_notes()
+    docs = lab.memory.collection("team_notes")
+    docs.add(
+        [n["text"] for n in notes],
+        [{"team": n["team"], "kind": n["kind"], "date": n["date"]} for n in notes],
+        ids=[n["id"] for n in notes],
+        progress=False,
+    )
+    docs.keyword_index()  # build BM25 once, so the times below are per query
+    rows = []
+    for question, mode, where in QUESTIONS:
+        res = docs.search(question, k=3, mode=mode, where=where)
+        top = res[0] if len(res) else None
+        rows.append(
+            {
+                "question": question,
+                "mode": mode + (f" where {where}" if where else ""),
+                "top note": f"{top.id} ({top.metadata.get('team')}, {top.metadata.get('date')})" if top else "",
+                "text": (top.text[:70] + "…") if top and len(top.text) > 70 else (top.text if top else ""),
+                "ms": round(res.ms, 2),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _first_event_id() -> str:

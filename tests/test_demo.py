@@ -71,3 +71,11 @@ def test_same_seed_same_workload() -> None:
 def test_bad_request_count() -> None:
     with pytest.raises(ValidationError, match="requests=0"):
         run_demo(Lab(profile="test"), requests=0)
+
+
+def test_the_team_memory_answers_from_the_shipped_notes(report) -> None:
+    memory = report[0].memory
+    assert list(memory["mode"])[:2] == ["hybrid", "hybrid"]
+    assert memory["top note"].str.startswith(("note-08", "note-16", "note-19", "note-06")).all()
+    assert memory.iloc[0]["top note"].startswith("note-08")  # the budget incident
+    assert memory.iloc[1]["top note"].startswith("note-16")  # two kernels and the vector store
