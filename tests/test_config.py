@@ -316,8 +316,8 @@ class TestUnknownKeys:
         err = info.value
         assert err.key == "colour"
         assert err.value == "red"
-        assert err.allowed == "budgets, events, home, log_level, profile, providers, routing, source"
-        assert "budgets, events, home, log_level, profile, providers, routing, source" in str(err)
+        assert err.allowed == "budgets, events, home, log_level, memory, observability, profile, providers, routing, source"
+        assert "budgets, events, home, log_level, memory, observability, profile, providers, routing, source" in str(err)
 
     def test_unknown_nested_key_lists_the_keys_of_that_section(self):
         with pytest.raises(ConfigError) as info:
