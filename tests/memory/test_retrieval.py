@@ -1,0 +1,225 @@
+"""The recall pipeline: each step on a small hand-made conversation where its effect is known."""
+
+from __future__ import annotations
+
+import doctest
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+import lumina_lab.memory.retrieval as retrieval_module
+from lumina_lab.errors import ValidationError
+from lumina_lab.memory.embeddings import HashingEmbedder
+from lumina_lab.memory.retrieval import STEPS, RecallConfig, Retriever, answer_type, stem, terms
+
+DAY = 86400.0
+MAY = datetime(2023, 5, 8, tzinfo=UTC).timestamp()
+JUNE = datetime(2023, 6, 20, tzinfo=UTC).timestamp()
+
+TURNS = [
+    # session 1, 8 May 2023
+    ("d1", "1", MAY, "Ann", "Guess what, I adopted a puppy last Saturday!"),
+    ("d2", "1", MAY, "Bob", "No way! What kind of puppy did you adopt?"),
+    ("d3", "1", MAY, "Ann", "A beagle called Rex, he is two years old."),
+    ("d4", "1", MAY, "Bob", "I baked bread with my kids this weekend."),
+    ("d5", "1", MAY, "Ann", "Sounds fun, I love fresh bread."),
+    # session 2, 20 June 2023
+    ("d6", "2", JUNE, "Bob", "We went camping at the lake and cooked chili."),
+    ("d7", "2", JUNE, "Ann", "Rex loved the beach trip we took yesterday."),
+    ("d8", "2", JUNE, "Ann", "The beagle chased every seagull in sight."),
+    ("d9", "2", JUNE, "Bob", "I baked a pie for the new neighbours across the street, and they loved it."),
+]
+
+
+def build(*, dense: bool = True, topic_of=None, turns=TURNS, prefix: bool = True) -> Retriever:
+    emb = HashingEmbedder(dim=256)
+    ids = [t[0] for t in turns]
+    texts = [f"{t[3]}: {t[4]}" if prefix else t[4] for t in turns]
+    mat = emb.embed(texts)
+    pos = {i: j for j, i in enumerate(ids)}
+
+    def search(q, k, allowed):
+        sims = mat @ q
+        order = [j for j in np.argsort(-sims) if allowed is None or ids[j] in allowed][:k]
+        return [(ids[j], float(sims[j])) for j in order]
+
+    r = Retriever(
+        search if dense else None, emb.embed_one, vectors=lambda xs: mat[[pos[x] for x in xs]], topic_of=topic_of
+    )
+    r.add(ids, texts, [{"session": t[1], "ts": t[2], "speaker": t[3]} for t in turns])
+    return r
+
+
+def ranked(r: Retriever, query: str, config: RecallConfig | None = None, k: int = 9, **kw) -> list[str]:
+    return [s.id for s in r.search(query, k, config, **kw)]
+
+
+def test_docstring_examples():
+    assert doctest.testmod(retrieval_module, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_stemming_and_terms():
+    assert stem("adopted") == stem("adoption") == stem("adopt") == "adopt"
+    assert stem("puppies") == "puppi" and stem("ponies") == "poni"
+    assert stem("running") == "run" and stem("hopeful") == "hope"
+    assert terms("When did Ann's puppies go camping?") == ["ann", "puppi", "go", "camp"]
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("When did Ann adopt Rex?", "date"),
+        ("What year did she move?", "date"),
+        ("How long ago was her birthday?", "date"),
+        ("How many dogs does Ann have?", "number"),
+        ("How old is Rex?", "number"),
+        ("Where did Bob go camping?", "place"),
+        ("Who baked the bread?", "name"),
+        ("What did Bob bake?", None),
+    ],
+)
+def test_answer_types(question, kind):
+    assert answer_type(question) == kind
+
+
+def test_config_switches_and_validation():
+    full = RecallConfig()
+    assert full.steps == list(STEPS)
+    assert "neighbours" not in full.without("neighbours").steps
+    assert RecallConfig.only("hybrid").steps == ["hybrid"]
+    assert RecallConfig.only().steps == []
+    assert full.with_(alpha=0.7).alpha == 0.7
+    with pytest.raises(ValidationError, match="unknown recall step"):
+        full.without("magic")
+    with pytest.raises(ValidationError, match="no field"):
+        full.with_(beta=1)
+    with pytest.raises(ValidationError, match="alpha"):
+        RecallConfig(alpha=1.5)
+    with pytest.raises(ValidationError, match="depth"):
+        RecallConfig(depth=0)
+    with pytest.raises(ValidationError, match="True or False"):
+        RecallConfig(hybrid="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=">= 0"):
+        RecallConfig(neighbour_weight=-1)
+
+
+def test_first_pass_hybrid_finds_keyword_and_dense_matches():
+    r = build()
+    assert ranked(r, "beagle", RecallConfig.only("hybrid"))[:2] == ["d3", "d8"] or set(
+        ranked(r, "beagle", RecallConfig.only("hybrid"))[:2]
+    ) == {"d3", "d8"}
+    keyword_only = build(dense=False)
+    assert set(ranked(keyword_only, "beagle", RecallConfig.only("hybrid"), k=2)) == {"d3", "d8"}
+    # without the hybrid step, only the dense side ranks
+    dense_only = r.search("beagle", 3, RecallConfig.only())
+    assert all("keyword" not in s.via for s in dense_only)
+
+
+def test_neighbours_surface_the_answer_turn():
+    r = build()
+    q = "What kind of puppy did Ann adopt?"
+    base = RecallConfig.only("hybrid")
+    with_nb = RecallConfig.only("hybrid", "neighbours")
+    assert ranked(r, q, with_nb).index("d3") < ranked(r, q, base).index("d3")
+    best = {s.id: s for s in r.search(q, 9, with_nb)}
+    assert "neighbour" in best["d3"].via
+
+
+def test_sessions_boost_the_best_session():
+    r = build()  # the dense side makes every turn a candidate
+    q = "beagle puppy adopt"
+    with_sessions = RecallConfig.only("hybrid", "sessions")
+    got = r.search(q, 9, with_sessions)
+    in_session_1 = [s.parts.get("session", 0) for s in got if s.id in ("d4", "d5")]
+    in_session_2 = [s.parts.get("session", 0) for s in got if s.id in ("d6", "d9")]
+    assert min(in_session_1) > max(in_session_2, default=0)
+
+
+def test_temporal_prefers_items_of_the_dates_in_the_question():
+    r = build(dense=False)
+    q = "What did Bob bake in June 2023?"
+    off = ranked(r, q, RecallConfig.only("hybrid"))
+    on = r.search(q, 9, RecallConfig.only("hybrid", "temporal"))
+    assert off[0] == "d4"  # "baked bread" beats "baked a pie" on words alone
+    assert on[0].id == "d9" and "temporal" in on[0].via
+    # relative dates resolve against the memory's latest time (20 June): "last month" is May
+    last_month = ranked(r, "What did Bob bake last month?", RecallConfig.only("hybrid", "temporal"))
+    assert last_month[0] == "d4"
+    # or against an explicit now
+    assert (
+        ranked(r, "What did Bob bake last month?", RecallConfig.only("hybrid", "temporal"), now=JUNE + 30 * DAY)[0]
+        == "d9"
+    )
+
+
+def test_speaker_prior_is_soft():
+    turns = [
+        *TURNS[:4],
+        ("d5", "1", MAY, "Ann", "Sounds fun, I bake bread too, mostly sourdough loaves at home."),
+        *TURNS[5:],
+    ]
+    r = build(dense=False, turns=turns, prefix=False)
+    q = "What did Ann bake?"
+    prior = RecallConfig.only("hybrid", "speaker").with_(speaker_weight=0.5)
+    on = r.search(q, 9, prior)
+    off = r.search(q, 9, RecallConfig.only("hybrid"))
+    assert off[0].id == "d4"  # Bob's short baking turn wins on words alone
+    assert on[0].id == "d5" and "speaker" in on[0].via  # Ann's own turn, with the prior
+    assert {"d4", "d9"} <= {s.id for s in on}  # others are scaled, never removed
+
+
+def test_rerank_prefers_the_expected_answer_type():
+    r = build(dense=False)
+    on = r.search("How old is the puppy Rex?", 3, RecallConfig.only("hybrid", "rerank"))
+    assert on[0].id == "d3" and "rerank" in on[0].via
+    when = r.search("When did Ann and Rex go to the beach?", 3, RecallConfig.only("hybrid", "rerank"))
+    assert when[0].id == "d7"  # holds "yesterday"
+
+
+def test_expansion_reaches_items_without_the_query_words():
+    r = build(dense=False)
+    q = "Rex"
+    plain = ranked(r, q, RecallConfig.only("hybrid"))
+    expanded = r.search(q, 9, RecallConfig.only("hybrid", "expansion"))
+    assert "d8" not in plain  # "The beagle chased..." never says Rex
+    ids = [s.id for s in expanded]
+    assert "d8" in ids and "expansion" in expanded[ids.index("d8")].via
+
+
+def test_topics_step_uses_the_topic_of_the_best_hits():
+    topic = {"d4": 1, "d5": 1, "d9": 1}
+    r = build(dense=False, topic_of=topic.get)
+    got = r.search("bread", 9, RecallConfig.only("hybrid", "topics"))
+    by = {s.id: s for s in got}
+    assert "topic" in by["d9"].via  # same topic as the bread turns
+
+
+def test_allowed_ids_restrict_every_step():
+    r = build()
+    allowed = {"d6", "d7", "d8", "d9"}
+    got = ranked(r, "beagle puppy", RecallConfig(), allowed=allowed)
+    assert got and set(got) <= allowed
+    assert r.search("beagle", 5, allowed=set()) == []
+
+
+def test_full_pipeline_and_index_maintenance():
+    r = build()
+    got = r.search("How old is Ann's puppy?", 3)
+    assert got[0].id == "d3"
+    assert len(r) == 9 and "d3" in r
+    assert r.adjacent("d3") == ("d2", "d4") and r.adjacent("d1") == (None, "d2") and r.adjacent("d9")[1] is None
+    assert r.remove(["d3", "nope"]) == 1
+    assert "d3" not in ranked(r, "beagle Rex two years old")
+    assert r.adjacent("d2") == ("d1", "d4")
+    r.add(["d3"], ["Ann: A beagle called Rex."], [{"session": "1", "ts": MAY, "speaker": "Ann", "seq": 2}])
+    assert r.adjacent("d3") == ("d2", "d4")
+    assert build(dense=False).search("zebra quartz", 3) == []  # nothing matches
+    r.clear()
+    assert len(r) == 0 and r.search("beagle", 3) == []
+
+
+def test_bad_input_is_refused():
+    r = Retriever()
+    with pytest.raises(ValidationError, match="do not match"):
+        r.add(["a", "b"], ["only one"])
