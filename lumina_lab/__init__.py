@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from .events import Event, InProcessBus, event, open_store, trace_scope, upcaster
     from .lab import Lab
+    from .policy import PolicyEngine
 
 __all__ = [
     "BudgetExceeded",
@@ -42,6 +43,7 @@ __all__ = [
     "Lab",
     "LuminaError",
     "PolicyDenied",
+    "PolicyEngine",
     "ProviderError",
     "SchemaError",
     "Settings",
@@ -57,6 +59,9 @@ __all__ = [
 
 _WHERE = {
     "Lab": "lab",
+    "load_ipython_extension": "magics",  # `%load_ext lumina_lab` (IPython loads only then)
+    "unload_ipython_extension": "magics",
+    "PolicyEngine": "policy",
     "Settings": "config",
     "load_settings": "config",
     "Event": "events",

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from ._version import __version__
+from .policy.cli import policy as policy_group
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -356,6 +357,40 @@ def demo(requests: int, seed: int, budget: float, concurrency: int, home: str | 
             lab, requests=requests, seed=seed, budget_usd=budget, concurrency=concurrency, progress=not no_progress
         )
     Console().print(report)
+
+
+# ---------------------------------------------------------------------------------------- policy
+main.add_command(policy_group, "policy")
+
+
+# ---------------------------------------------------------------------------------------- lab
+@main.command(
+    "lab", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False
+)
+@click.pass_context
+def lab(ctx: click.Context) -> None:
+    """JupyterLab on the project's notebooks with the Lumina sidebar (see `lumina lab --help`)."""
+    try:  # the Jupyter wiring lives in the extension's package, extensions/lumina-jupyterlab
+        from lumina_jupyterlab.launch import lab as lab_command
+    except ImportError:
+        click.secho("error: `lumina lab` needs the JupyterLab extension\n  fix: pip install -e extensions/lumina-jupyterlab",
+                    fg="red", err=True)
+        sys.exit(2)
+    lab_command.main(ctx.args, prog_name="lumina lab")
+
+
+# ---------------------------------------------------------------------------------------- observability
+from .observability.cli import metrics as metrics_group  # noqa: E402 - registered after main exists
+from .observability.cli import traces as traces_group  # noqa: E402
+
+main.add_command(metrics_group, "metrics")
+main.add_command(traces_group, "traces")
+
+
+# ---------------------------------------------------------------------------------------- serve
+from .ui.cli import serve as serve_command  # noqa: E402 - Panel loads only when the command runs
+
+main.add_command(serve_command, "serve")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,15 +24,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .errors import ConfigError
 
-__all__ = ["PROFILES", "EventSettings", "Settings", "config_file", "load_settings"]
+__all__ = ["PROFILES", "EventSettings", "ObservabilitySettings", "Settings", "config_file", "load_settings"]
 
 Profile = Literal["dev", "test", "prod"]
 
 #: What each profile changes.  Values here fill settings the user left unset.
 PROFILES: dict[str, dict[str, Any]] = {
-    "dev": {"events.store": "file", "log_level": "INFO"},
-    "test": {"events.store": "memory", "log_level": "WARNING"},
-    "prod": {"events.store": "file", "log_level": "WARNING"},
+    "dev": {"events.store": "file", "log_level": "INFO", "observability.tracing": True},
+    "test": {"events.store": "memory", "log_level": "WARNING", "observability.tracing": False},
+    "prod": {"events.store": "file", "log_level": "WARNING", "observability.tracing": True},
 }
 
 
@@ -87,6 +87,35 @@ class MemorySettings(BaseModel):
     embedder: str = Field(default="hashing", description="Embedder spec: hashing, hashing:<dim>, minilm.")
     cache_size: int = Field(default=1024, ge=0, description="Search results kept in the LRU query cache.")
     shards: int = Field(default=1, ge=1, le=64, description="Hash-partitioned shards (duckdb: one file each).")
+
+
+class ObservabilitySettings(BaseModel):
+    """Settings of tracing, metrics and alerts (``lab.observability``; see :mod:`lumina_lab.observability`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tracing: bool | None = Field(
+        default=None,
+        description="Spans of notebook runs, span queries over the event log, and export when an exporter is set. "
+        "Unset: on in dev and prod, off in test.",
+    )
+    metrics: bool | None = Field(default=None, description="Fold events into Prometheus metrics. Unset: as tracing.")
+    exporter: Literal["none", "console", "otlp_http", "otlp_grpc"] = Field(
+        default="none", description="Where finished spans are also sent (OTLP collector, Jaeger, Tempo, Phoenix)."
+    )
+    endpoint: str | None = Field(
+        default=None, description="OTLP endpoint: http://host:4318 (otlp_http) or host:4317 (otlp_grpc)."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Headers sent to the OTLP endpoint.")
+    service_name: str = Field(default="lumina-lab", description="OpenTelemetry service.name.")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port when a Lab opens (0: any)."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address of the metrics endpoint.")
+    alerts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Alert rules ([[observability.alerts]]: name, expr = 'error_rate > 0.2 for 10s', severity).",
+    )
 
 
 def _default_providers() -> list[dict[str, Any]]:
@@ -169,6 +198,7 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     providers: list[dict[str, Any]] = Field(
         default_factory=_default_providers,
         description="Providers to register ([[providers]] tables: kind = 'simulated' | 'openai', model, ...).",

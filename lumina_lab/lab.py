@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 
     from .events.store import BufferedEventStore
     from .memory import VectorMemory
+    from .observability import Observability, Trace
+    from .observability.hub import SpanHandle
+    from .observability.server import MetricsServer
+    from .policy import PolicyLab
     from .providers import (
         BudgetManager,
         ChatRequest,
@@ -68,6 +73,15 @@ class Lab:
         self.store: BufferedEventStore = open_store(settings)
         self.bus = InProcessBus(queue_size=ev.queue_size, overflow=ev.overflow, retries=ev.handler_retries)
         self.store.attach(self.bus)
+        #: metrics, alerts and span export (``None`` when ``observability.tracing`` and ``.metrics`` are off)
+        self.observability: Observability | None = None
+        obs = settings.observability
+        if obs.tracing or obs.metrics:
+            from .observability.hub import Observability, _lazy
+
+            self.observability = Observability.from_settings(settings, self.bus, self.store)
+            if self.observability.metrics is not None:  # live gauges, once the lab has built these
+                self.observability.watch(registry=_lazy(self, "providers"), budgets=_lazy(self, "budgets"))
 
     # providers and routing -------------------------------------------------------------------
     @cached_property
@@ -120,6 +134,14 @@ class Lab:
         else:
             store = open_vector_store(m.backend, **options)
         return VectorMemory(store, embedder=embedder_from(m.embedder), bus=self.bus, cache_size=m.cache_size)
+
+    @cached_property
+    def policy(self) -> PolicyLab:
+        """The policy lab: versioned Cedar policies (in ``LUMINA_HOME/policies``), entities, the live engine,
+        the simulator and enforcement points, publishing ``policy.*`` events on :attr:`bus`."""
+        from .policy import PolicyLab
+
+        return PolicyLab(path=Path(self.settings.home) / "policies", bus=self.bus)
 
     @cached_property
     def router(self) -> Router:
@@ -183,6 +205,50 @@ class Lab:
         """Score an answer in [0, 1] for learning strategies."""
         return self.router.feedback(request_id, reward)
 
+    # observability -------------------------------------------------------------------------
+    def run(self, name: str, *, session: str | None = None, **attributes: Any) -> AbstractContextManager[SpanHandle]:
+        """A span around a block of notebook code: what it routes, searches and decides becomes its children.
+
+        >>> with lab.run("compare strategies", session="exp-7"):  # doctest: +SKIP
+        ...     lab.ask("...")
+        """
+        from .observability.hub import span
+
+        return span(self.bus, name, kind="run", session=session, **attributes)
+
+    def traces(self, since: Any = None, until: Any = None, **filters: Any) -> pd.DataFrame:
+        """Traces, newest first, with cost and tokens rolled up (filters: model, provider, session, status,
+        name, project, min_cost, max_cost, in_progress, where, limit, order; see ``SpanStore.traces``).
+
+        Spans are derived from the event log (every process's, with the file store) when asked.
+        """
+        return self._spans().traces(since, until, **filters)
+
+    def trace(self, trace_id: str) -> Trace:
+        """One trace: spans with per-span roll-ups; shows a waterfall in a notebook."""
+        return self._spans().trace(trace_id)
+
+    def _spans(self) -> Any:
+        from .observability.store import SpanStore
+
+        self.sync()
+        if self.observability is not None:
+            self.observability.flush()
+        return SpanStore(self.store)
+
+    def serve_metrics(self, port: int = 0, *, host: str = "127.0.0.1") -> MetricsServer:
+        """Serve Prometheus metrics of this lab on ``http://host:port/metrics`` (``port=0``: a free port)."""
+        if self.observability is None or self.observability.metrics is None:
+            from .errors import ConfigError
+
+            raise ConfigError(
+                "metrics are off for this lab",
+                key="observability.metrics",
+                value=False,
+                hint="Lab(observability={'metrics': True}) or LUMINA_OBSERVABILITY__METRICS=true",
+            )
+        return self.observability.serve_metrics(port, host=host)
+
     # sync helpers for notebooks and scripts ------------------------------------------------
     def publish(self, *events: Event) -> None:
         """Publish events from synchronous code (waits for queue space)."""
@@ -223,7 +289,11 @@ class Lab:
                 self.memory.close()
             self.bus.close_sync()
         finally:
-            self.store.close()
+            try:
+                if self.observability is not None:
+                    self.observability.close()
+            finally:
+                self.store.close()
 
     def __enter__(self) -> Lab:
         return self

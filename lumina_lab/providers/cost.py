@@ -118,7 +118,7 @@ def _period_key(period: str, day: int) -> str:
     return d.strftime("%Y-%m-%d") if period == "day" else d.strftime("%Y-%m")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     budget: Budget
     spent: float = 0.0
@@ -198,7 +198,12 @@ class BudgetManager:
         Raises:
             BudgetExceeded: some bucket would go over its limit (nothing is held).
         """
-        pairs, keys = self._bucket_keys(request, self.wall())
+        wall = self.wall()
+        # _bucket_keys() inlined for a hit in its cache (the usual case): once per call
+        entry = self._keys.get((request.principal, request.project, wall // 86_400))
+        if entry is None or self.budgets != self._keys_for:
+            entry = self._bucket_keys(request, wall)
+        pairs, keys = entry
         with self._lock:
             buckets = self._buckets
             held: list[_Bucket] = []

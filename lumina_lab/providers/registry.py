@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,16 @@ ENTRY_POINT_GROUP = "lumina_lab.providers"
 
 @dataclass(eq=False)
 class ProviderState:
-    """A registered provider with its statistics, breaker and health."""
+    """A registered provider with its statistics, breaker and health.
+
+    The provider's id, ``limits.max_concurrency`` and ``pricing`` are copied to plain
+    attributes when the state is made (``id``, ``max_concurrency``, ``input_per_m``,
+    ``output_per_m``): the router reads them several times per request, and a chain
+    of attribute lookups through the provider and its pydantic models costs more than
+    the decision itself.  Providers declare limits and prices once; to change them,
+    register the provider again (``registry.register(p, replace=True)``) or call
+    :meth:`refresh`.
+    """
 
     provider: Provider
     stats: ProviderStats
@@ -38,11 +48,35 @@ class ProviderState:
     limiter: RateLimiter | None = None
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     started: list[int] = field(default_factory=list)  # dispatch numbers of calls in flight, ascending
+    id: str = field(init=False)
+    max_concurrency: int | None = field(init=False)
+    slot_cap: int = field(init=False)  # max_concurrency, or sys.maxsize when unlimited (one comparison)
+    input_per_m: float = field(init=False)
+    output_per_m: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Copy the provider's id, concurrency limit and prices again (after changing them in place)."""
+        p = self.provider
+        self.id = p.id
+        limits = getattr(p, "limits", None)
+        cap = self.max_concurrency = getattr(limits, "max_concurrency", None)
+        self.slot_cap = sys.maxsize if cap is None else cap
+        pricing = getattr(p, "pricing", None)
+        self.input_per_m = getattr(pricing, "input_per_m", 0.0)
+        self.output_per_m = getattr(pricing, "output_per_m", 0.0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """``provider.pricing.cost(...)`` from the copied prices (the same arithmetic, so the same float)."""
+        return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / 1e6
 
     def begin(self) -> int:
         """Record a dispatch; return its number."""
-        self.stats.on_dispatch()
-        n = self.stats.dispatched
+        stats = self.stats
+        stats.inflight += 1  # stats.on_dispatch(), inlined: once per call
+        n = stats.dispatched = stats.dispatched + 1
         self.started.append(n)
         return n
 
@@ -55,10 +89,6 @@ class ProviderState:
         return i
 
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def id(self) -> str:
-        return self.provider.id
 
     def __repr__(self) -> str:
         return f"ProviderState({self.id!r}, breaker={self.breaker.state}, healthy={self.healthy})"
@@ -153,8 +183,11 @@ class ProviderRegistry:
     def candidates(self, request: ChatRequest) -> tuple[ProviderState, ...]:
         """Healthy providers whose capabilities serve ``request`` (cached per requirement)."""
         needs = request.needs
-        nkey = tuple(sorted(needs.items())) if isinstance(needs, dict) else frozenset(needs)
-        key = (nkey, request.min_context, request.language, request.model)
+        if type(needs) is frozenset:  # the usual type: the key below without a call
+            key = (needs, request.min_context, request.language, request.model)
+        else:
+            nkey = tuple(sorted(needs.items())) if isinstance(needs, dict) else frozenset(needs)
+            key = (nkey, request.min_context, request.language, request.model)
         hit = self._cache.get(key)
         if hit is not None:
             return hit

@@ -100,7 +100,7 @@ class CircuitBreaker:
         self.granted_probe = True
         return True
 
-    def record(self, success: bool, *, probe: bool | None = None, pending: int = 0) -> None:
+    def record(self, success: bool, probe: bool | None = None, pending: int = 0) -> None:
         """Record the outcome of a call that :meth:`allow` let through.
 
         ``probe`` says whether that call was the half-open probe (read
@@ -116,7 +116,20 @@ class CircuitBreaker:
         down fails its calls in the order they started, nothing older is
         pending, and the breaker opens within ``min_calls`` failures.
         """
-        if self.state == "half_open":
+        state = self.state
+        if state == "closed":  # the usual case first
+            outcomes = self._outcomes
+            if len(outcomes) == outcomes.maxlen and not outcomes[0]:
+                self._failures -= 1
+            outcomes.append(success)
+            if success:
+                return
+            self._failures += 1
+            n = len(outcomes)
+            if n >= self.min_calls and self._failures / (n + pending) >= self.failure_rate:
+                self._set("open")
+            return
+        if state == "half_open":
             if probe is None:
                 probe = self.probe_in_flight
             if not probe:
@@ -128,18 +141,7 @@ class CircuitBreaker:
                 self._set("closed")
             else:
                 self._set("open")
-            return
-        if self.state == "open":  # a call that started before the breaker opened
-            return
-        if len(self._outcomes) == self._outcomes.maxlen and not self._outcomes[0]:
-            self._failures -= 1
-        self._outcomes.append(success)
-        if success:
-            return
-        self._failures += 1
-        n = len(self._outcomes)
-        if n >= self.min_calls and self._failures / (n + pending) >= self.failure_rate:
-            self._set("open")
+        # open: a call that started before the breaker opened does not count
 
     def release_probe(self, probe: bool = True) -> None:
         """A half-open probe ended without an outcome (e.g. cancelled): let another probe through."""

@@ -37,7 +37,7 @@ from ..errors import (
 )
 from ..events import Event
 from . import events as ev
-from .cost import BudgetManager, Reservation, estimate_tokens, predict_cost
+from .cost import DEFAULT_OUTPUT_TOKENS, BudgetManager, Reservation, estimate_tokens, predict_cost
 from .registry import ProviderRegistry, ProviderState
 from .resilience import RetryPolicy
 from .strategies import Cascade, Strategy, strategy_from_name
@@ -121,7 +121,7 @@ class Router:
         seed: int | None = None,
     ) -> None:
         self.registry = registry
-        self.strategy = strategy_from_name(strategy)
+        self.strategy = strategy_from_name(strategy)  # a property: also looks up its hooks once
         self.bus = bus
         self.budgets = budgets
         self.policy = policy
@@ -134,6 +134,19 @@ class Router:
         self.requests = 0
         if bus is not None and registry.on_breaker_change is None:
             registry.on_breaker_change = self._breaker_changed
+
+    @property
+    def strategy(self) -> Strategy:
+        return self._strategy
+
+    @strategy.setter
+    def strategy(self, strategy: Strategy | str) -> None:
+        strategy = strategy_from_name(strategy)
+        self._strategy = strategy
+        # the dispatch and result hooks, or None where the strategy keeps the base class's no-op
+        # (most do): the call steps then skip a Python call per request
+        self._on_dispatch = _hook(strategy, "on_dispatch")
+        self._on_result = _hook(strategy, "on_result")
 
     # ------------------------------------------------------------------ events
     def _wants(self, cls: type[Event]) -> bool:
@@ -167,10 +180,21 @@ class Router:
                 hint="ChatRequest('your prompt', needs={'code'})",
             )
         candidates = self.registry.candidates(request)
+        policy = self.policy
+        if policy is None:
+            # The usual case first: every candidate healthy, its breaker closed, no rate limiter, a free
+            # slot.  Then nothing is excluded and the ranking is the one the full pass below would make;
+            # otherwise that pass runs (and words the reasons).
+            for s in candidates:
+                if s.stats.inflight >= s.slot_cap or s.breaker.state != "closed":
+                    break
+                if not s.healthy or s.limiter is not None:
+                    break
+            else:
+                return self._strategy.rank(candidates, request), {}
         excluded: dict[str, str] = {}
         usable: list[ProviderState] = []
         saturated: list[ProviderState] = []
-        policy = self.policy
         n_tokens: int | None = None  # estimated once, and only if a provider has a rate limiter
         for s in candidates:
             if not s.healthy:
@@ -198,16 +222,17 @@ class Router:
                 if not limiter.available(n_tokens):
                     excluded[s.id] = f"at its rate limit (rpm={limiter.rpm}, tpm={limiter.tpm})"
                     continue
-            cap = s.provider.limits.max_concurrency
+            cap = s.max_concurrency
             if cap is not None and s.stats.inflight >= cap:
                 saturated.append(s)
                 continue
             usable.append(s)
-        if not usable and saturated:  # everyone is busy: queue on the least loaded
-            usable = sorted(saturated, key=lambda s: s.stats.inflight / (s.provider.limits.max_concurrency or 1))
-        else:
-            for s in saturated:
-                excluded[s.id] = f"at max_concurrency ({s.provider.limits.max_concurrency})"
+        if saturated:
+            if not usable:  # everyone is busy: queue on the least loaded
+                usable = sorted(saturated, key=lambda s: s.stats.inflight / (s.max_concurrency or 1))
+            else:
+                for s in saturated:
+                    excluded[s.id] = f"at max_concurrency ({s.max_concurrency})"
         return self.strategy.rank(usable, request), excluded
 
     def _no_provider(self, request: ChatRequest, excluded: dict[str, str]) -> NoProviderAvailable:
@@ -306,33 +331,57 @@ class Router:
             BudgetExceeded: a budget refuses (the breaker probe, if any, is given back).
         """
         breaker = state.breaker
-        if not breaker.allow():
-            raise CircuitOpen(f"{state.id}: circuit open", provider=state.id)
-        probe = breaker.granted_probe
-        try:
-            reservation = self._reserve(request, state)
-        except BudgetExceeded:
-            breaker.release_probe(probe)  # no call was made: let another request probe
-            raise
+        if breaker.state == "closed":  # breaker.allow() without the call: a closed breaker lets every call pass
+            breaker.granted_probe = probe = False
+        else:
+            if not breaker.allow():
+                raise CircuitOpen(f"{state.id}: circuit open", provider=state.id)
+            probe = breaker.granted_probe
+        budgets = self.budgets
+        if budgets is not None and budgets.budgets:
+            try:
+                reservation = self._reserve(request, state)
+            except BudgetExceeded:
+                breaker.release_probe(probe)  # no call was made: let another request probe
+                raise
+        else:
+            reservation = None
         call_no = state.begin()
         if state.limiter is not None:
             state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
-        self.strategy.on_dispatch(state, request)
+        on_dispatch = self._on_dispatch
+        if on_dispatch is not None:
+            on_dispatch(state, request)
         return Call(state, request, attempt, reservation, probe, call_no, self.clock.now())
 
     def finish_call(self, call: Call, response: ChatResponse) -> None:
         """Account a successful call: statistics, breaker, budget settlement, strategy feedback."""
-        state = call.state
-        state.end(call.call_no)
-        state.stats.on_success(response.latency_s, response.ttft_s, response.cost_usd)
-        if state.waiters:  # _wake() only has work when someone waits for a slot
-            _wake(state)
-        state.breaker.record(True, probe=call.probe)
-        if call.reservation is not None:
-            self._settle(call.reservation, response.cost_usd)
-        self.strategy.on_result(state, call.request, response)
+        self.account_success(call, response.latency_s, response.ttft_s, response.cost_usd)
+        on_result = self._on_result
+        if on_result is not None:
+            on_result(call.state, call.request, response)
         response.attempts = call.attempt
         response.request_id = call.request.id
+
+    def account_success(self, call: Call, latency_s: float, ttft_s: float | None, cost_usd: float) -> None:
+        """The part of :meth:`finish_call` that needs no response: statistics, breaker, budget settlement.
+
+        The routing lab calls it directly when the strategy has no ``on_result`` hook
+        (``Router.wants_results`` is False), so it never builds a response it would not read.
+        """
+        state = call.state
+        state.end(call.call_no)
+        state.stats.on_success(latency_s, ttft_s, cost_usd)
+        if state.waiters:  # _wake() only has work when someone waits for a slot
+            _wake(state)
+        state.breaker.record(True, call.probe)
+        if call.reservation is not None:
+            self._settle(call.reservation, cost_usd)
+
+    @property
+    def wants_results(self) -> bool:
+        """Whether the strategy reads responses (overrides :meth:`Strategy.on_result`)."""
+        return self._on_result is not None
 
     def fail_call(self, call: Call, error: ProviderError) -> float | None:
         """Account a failed call; return the delay before retrying the same provider, or None to move on."""
@@ -341,9 +390,11 @@ class Router:
         state.stats.on_failure()
         if state.waiters:
             _wake(state)
-        state.breaker.record(False, probe=call.probe, pending=older)
+        state.breaker.record(False, call.probe, older)
         self._release(call.reservation)
-        self.strategy.on_result(state, call.request, None)
+        on_result = self._on_result
+        if on_result is not None:
+            on_result(state, call.request, None)
         delay = self.retry.delay(call.attempt, error, self.rng)
         if delay is None or not state.breaker.available():
             return None
@@ -495,8 +546,11 @@ class Router:
         budgets = self.budgets
         if budgets is None or not budgets.budgets:  # i.e. `not budgets`, without calling __bool__
             return None
+        n_in = request.input_tokens  # predict_cost(state.provider.pricing, request) from the copied prices
+        out = request.max_tokens or DEFAULT_OUTPUT_TOKENS
+        amount = state.cost(estimate_tokens(request) if n_in is None else n_in, out)
         try:
-            return budgets.reserve(request, predict_cost(state.provider.pricing, request))
+            return budgets.reserve(request, amount)
         except BudgetExceeded as exc:
             if self._wants(ev.BudgetExceededEvent):
                 self._emit_nowait(
@@ -751,6 +805,12 @@ def _continuation(request: ChatRequest, partial: str) -> ChatRequest:
         metadata=request.metadata,
         id=request.id,
     )
+
+
+def _hook(strategy: Strategy, name: str) -> Callable[..., None] | None:
+    """``strategy.<name>`` bound, or None if it is :class:`Strategy`'s no-op."""
+    method = getattr(strategy, name)
+    return None if getattr(method, "__func__", None) is getattr(Strategy, name) else method
 
 
 def _wake(state: ProviderState) -> None:

@@ -23,6 +23,9 @@ from .types import ChatRequest, ChatResponse, StreamChunk, Usage
 
 __all__ = ["Sample", "SimulatedProvider"]
 
+_TWOPI = 2.0 * math.pi  # as random.TWOPI
+_exp, _log, _sqrt, _cos, _sin = math.exp, math.log, math.sqrt, math.cos, math.sin
+
 _WORDS = ("the", "model", "answers", "with", "a", "plausible", "simulated", "sentence", "about", "your", "request")
 
 
@@ -100,11 +103,37 @@ class SimulatedProvider(BaseProvider):
 
     # ------------------------------------------------------------------ draws
     def _draw(self, request: ChatRequest) -> tuple[float, int, float]:
-        gauss = self.rng.gauss
-        exp = math.exp
+        rng = self.rng
         ttft_s = self.ttft_s
-        ttft = ttft_s * exp(gauss(0, self.ttft_sigma)) if ttft_s > 0 else 0.0
-        n_out = max(1, int(self.output_tokens * exp(gauss(0, 0.3))))
+        if type(rng) is random.Random:  # rng.gauss() inlined (same draws, same arithmetic): twice per call
+            z = rng.gauss_next
+            if ttft_s > 0:
+                if z is None:  # one pair of uniforms gives both normals
+                    x2pi = rng.random() * _TWOPI
+                    g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))
+                    z = _cos(x2pi) * g2rad
+                    z2 = _sin(x2pi) * g2rad
+                else:
+                    x2pi = rng.random() * _TWOPI
+                    g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))
+                    z2 = _cos(x2pi) * g2rad
+                    rng.gauss_next = _sin(x2pi) * g2rad
+                ttft = ttft_s * _exp(0 + z * self.ttft_sigma)
+            else:
+                ttft = 0.0
+                z2 = z
+                if z2 is None:
+                    x2pi = rng.random() * _TWOPI
+                    g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))
+                    z2 = _cos(x2pi) * g2rad
+                    rng.gauss_next = _sin(x2pi) * g2rad
+                else:
+                    rng.gauss_next = None
+            n_out = max(1, int(self.output_tokens * _exp(0 + z2 * 0.3)))
+        else:
+            gauss = rng.gauss
+            ttft = ttft_s * _exp(gauss(0, self.ttft_sigma)) if ttft_s > 0 else 0.0
+            n_out = max(1, int(self.output_tokens * _exp(gauss(0, 0.3))))
         max_tokens = request.max_tokens
         if max_tokens and max_tokens < n_out:  # min(n_out, max_tokens) without the call
             n_out = max_tokens

@@ -50,16 +50,18 @@ class ProviderStats:
 
     def on_success(self, latency_s: float, ttft_s: float | None, cost_usd: float) -> None:
         a = self.alpha
+        b = 1 - a
         self.inflight -= 1
         self.calls += 1
         self.successes += 1
-        self.ewma_latency_s = (
-            latency_s if self.ewma_latency_s is None else (1 - a) * self.ewma_latency_s + a * latency_s
-        )
+        v = self.ewma_latency_s
+        self.ewma_latency_s = latency_s if v is None else b * v + a * latency_s
         if ttft_s is not None:
-            self.ewma_ttft_s = ttft_s if self.ewma_ttft_s is None else (1 - a) * self.ewma_ttft_s + a * ttft_s
-        self.ewma_cost_usd = cost_usd if self.ewma_cost_usd is None else (1 - a) * self.ewma_cost_usd + a * cost_usd
-        self.ewma_success = (1 - a) * self.ewma_success + a
+            v = self.ewma_ttft_s
+            self.ewma_ttft_s = ttft_s if v is None else b * v + a * ttft_s
+        v = self.ewma_cost_usd
+        self.ewma_cost_usd = cost_usd if v is None else b * v + a * cost_usd
+        self.ewma_success = b * self.ewma_success + a
         self._recent.append(latency_s)
         self._p95 = None
 

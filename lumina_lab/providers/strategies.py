@@ -33,6 +33,36 @@ __all__ = [
 ]
 
 
+class _IdentityCache:
+    """Values derived from a candidate *tuple*, looked up by the tuple's identity.
+
+    The router hands strategies the registry's cached candidate tuple when nothing is
+    excluded (the usual case), so a ranking's per-fleet work (one capacity for all,
+    the order by price) can be done once per tuple.  The tuple is kept with its value,
+    so an id is never mistaken for a newer tuple's.  Anything else (a list) misses.
+    A state's copied limits and prices never change (re-registering makes a new state).
+    """
+
+    __slots__ = ("_entries", "_max")
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._entries: dict[Any, tuple[Any, Any]] = {}
+        self._max = max_entries
+
+    def get(self, candidates: Any, extra: Any = None) -> Any:
+        hit = self._entries.get((id(candidates), extra))
+        if hit is not None and hit[0] is candidates:
+            return hit[1]
+        return None
+
+    def put(self, candidates: Any, value: Any, extra: Any = None) -> Any:
+        if type(candidates) is tuple:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[(id(candidates), extra)] = (candidates, value)
+        return value
+
+
 class Strategy:
     """Base class: subclasses override :meth:`rank` (and optionally the hooks)."""
 
@@ -57,7 +87,7 @@ class Strategy:
 
 def _expected_cost(state: ProviderState, request: ChatRequest, n_in: int) -> float:
     out = request.max_tokens or DEFAULT_OUTPUT_TOKENS
-    return state.provider.pricing.cost(n_in, out)
+    return (n_in * state.input_per_m + out * state.output_per_m) / 1e6  # provider.pricing.cost(), from the copies
 
 
 class Cheapest(Strategy):
@@ -65,16 +95,30 @@ class Cheapest(Strategy):
 
     name = "cheapest"
 
+    def __init__(self) -> None:
+        self._ranked = _IdentityCache(16_384)  # (candidate tuple, tokens in, tokens out) -> ranking
+
     def rank(self, candidates: Sequence[ProviderState], request: ChatRequest) -> list[ProviderState]:
         if len(candidates) < 2:
             return list(candidates)
-        n_in = estimate_tokens(request)
+        n_in = request.input_tokens
+        if n_in is None:
+            n_in = estimate_tokens(request)
         out = request.max_tokens or DEFAULT_OUTPUT_TOKENS  # as in _expected_cost
+        # the order depends on nothing but the prices and the two token counts: made once per fleet and size
+        tokens = (n_in, out)
+        hit = self._ranked.get(candidates, tokens)
+        if hit is not None:
+            return list(hit)
         # decorate-sort-undecorate instead of sorted(key=lambda ...): no Python call per candidate;
-        # the index keeps the order stable and never lets two states be compared
-        dec = [(s.provider.pricing.cost(n_in, out), s.id, i, s) for i, s in enumerate(candidates)]
+        # the index keeps the order stable and never lets two states be compared.  The cost is
+        # provider.pricing.cost(n_in, out) written out over the state's copies of the prices (the
+        # same arithmetic, so the same floats): a pydantic attribute lookup costs more than the sum
+        dec = [((n_in * s.input_per_m + out * s.output_per_m) / 1e6, s.id, i, s) for i, s in enumerate(candidates)]
         dec.sort()
-        return [t[3] for t in dec]
+        ranked = [t[3] for t in dec]
+        self._ranked.put(candidates, tuple(ranked), tokens)
+        return ranked
 
 
 class Fastest(Strategy):
@@ -149,19 +193,32 @@ class LeastBusy(Strategy):
 
     def __init__(self) -> None:
         self._turn = 0
+        self._rotations: dict[int, list[list[int]]] = {}
+        self._one_cap = _IdentityCache()  # candidate tuple -> whether all share one max_concurrency
 
     def rank(self, candidates: Sequence[ProviderState], request: ChatRequest) -> list[ProviderState]:
         n = len(candidates)
         if n < 2:
             return list(candidates)
-        turn = self._turn
-        # key: (load, rotation); the rotation is distinct per candidate, so ties never reach the states
-        dec = [
-            (s.stats.inflight / (s.provider.limits.max_concurrency or 1), (i - turn) % n, s)
-            for i, s in enumerate(candidates)
-        ]
-        dec.sort()  # decorated in place rather than sorted(key=...): no Python call per candidate
-        return [t[2] for t in dec]
+        rotations = self._rotations.get(n)
+        if rotations is None:
+            rotations = self._rotations[n] = [[(i - t) % n for i in range(n)] for t in range(n)]
+        rot = rotations[self._turn % n]  # (i - turn) % n of candidate i: distinct, so ties never reach the states
+        one_cap = self._one_cap.get(candidates)
+        if one_cap is None:
+            caps = [s.max_concurrency for s in candidates]
+            one_cap = self._one_cap.put(candidates, caps.count(caps[0]) == n)
+        if one_cap:
+            # One capacity for all (the usual fleet): the load order is the in-flight order, so the key
+            # (load, rotation) becomes one distinct int, in-flight * n + rotation, with the same order;
+            # tuples that differ in their first item sort several times faster than (float, int) ones.
+            dec = [(s.stats.inflight * n + r, s) for s, r in zip(candidates, rot, strict=True)]
+            dec.sort()
+            return [t[1] for t in dec]
+        # key: (load, rotation), decorated and sorted in place rather than sorted(key=...)
+        dec3 = [(s.stats.inflight / (s.max_concurrency or 1), r, s) for s, r in zip(candidates, rot, strict=True)]
+        dec3.sort()
+        return [t[2] for t in dec3]
 
     def on_dispatch(self, state: ProviderState, request: ChatRequest) -> None:
         self._turn += 1  # ties rotate per dispatched call, not per ranking (plan() changes nothing)

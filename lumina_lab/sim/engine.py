@@ -318,6 +318,8 @@ class _Engine:
         # bound once: these run once or more per request
         self._begin_call = router.begin_call
         self._finish_call = router.finish_call
+        self._account_success = router.account_success
+        self._wants_results = router.wants_results
         self._fail_call = router.fail_call
         self._plan = router._plan
 
@@ -393,7 +395,7 @@ class _Engine:
         n = len(ranked)
         while ctx.idx < n:
             state = ranked[ctx.idx]
-            cap = state.provider.limits.max_concurrency
+            cap = state.max_concurrency
             if cap is not None and state.stats.inflight >= cap:
                 queue = self.waiting.get(state)
                 if queue is None:
@@ -437,10 +439,14 @@ class _Engine:
             s = ctx.sample
             assert s is not None
             duration = ctx.duration
-            provider: SimulatedProvider = state.provider  # type: ignore[assignment]
             request = ctx.request
-            response = provider.response(request, s, duration)
-            self._finish_call(call, response)
+            if self._wants_results:  # the strategy reads the answer: build it, as the live path does
+                response = state.provider.response(request, s, duration)  # type: ignore[attr-defined]
+                self._finish_call(call, response)
+                cost = response.cost_usd
+            else:  # the same accounting without a response nobody reads
+                cost = state.cost(s.input_tokens, s.output_tokens)
+                self._account_success(call, duration, s.ttft_s, cost)
             ctx.tried += 1
             now = self.clock._now
             arrival = ctx.arrival
@@ -452,11 +458,11 @@ class _Engine:
                     now - arrival,
                     s.ttft_s + (now - duration - arrival),
                     True,
-                    provider.id,
+                    state.id,
                     ctx.attempt,
                     ctx.tried,
                     None,
-                    response.cost_usd,
+                    cost,
                     s.input_tokens,
                     s.output_tokens,
                     s.quality_ok,

@@ -116,17 +116,13 @@ class Workload:
         prompt = Message("user", "(simulated prompt)")  # one placeholder message, shared by every request
 
         def make(i: int) -> ChatRequest:
+            # positional, in ChatRequest's field order (messages, needs, min_context, language, max_tokens,
+            # temperature, principal, project, task, model, timeout_s, metadata, id, input_tokens): a call
+            # with keywords costs several times more; test_workloads checks it equals request(i)
             t = tenant[i]
             k = task[i]
             return ChatRequest(
-                [prompt],
-                input_tokens=n_in[i],
-                needs=needs[k],
-                max_tokens=max_tokens[i],
-                project=t,
-                principal=t,
-                task=names[k],
-                id=prefix + str(i),
+                [prompt], needs[k], 0, None, max_tokens[i], None, t, t, names[k], None, None, {}, prefix + str(i), n_in[i]
             )
 
         return make

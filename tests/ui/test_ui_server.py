@@ -1,0 +1,160 @@
+"""`lumina serve`: options checked up front, the page served, logins required when asked for."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("panel")
+httpx = pytest.importorskip("httpx")
+
+from click.testing import CliRunner  # noqa: E402
+
+from lumina_lab.cli import main  # noqa: E402
+from lumina_lab.errors import ConfigError  # noqa: E402
+from lumina_lab.ui.server import check_options  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(port: int, proc: subprocess.Popen[str], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"lumina serve exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/liveness", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"lumina serve did not listen on {port} within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[int, subprocess.Popen[str]]]]:
+    """Two `lumina serve` processes started at once (for the module): one with a password, one with GitHub OAuth."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUMINA_")}
+    env.update(
+        LUMINA_HOME=str(tmp_path_factory.mktemp("serve-home")),
+        LUMINA_PROFILE="test",
+        LUMINA_SERVE_BASIC_AUTH="s3cret",
+        LUMINA_SERVE_OAUTH_SECRET="oauth-secret",
+    )
+    started: dict[str, tuple[int, subprocess.Popen[str]]] = {}
+    cmd = [sys.executable, "-m", "lumina_lab", "serve", "--no-show"]
+    pw, oa = free_port(), free_port()
+    started["password"] = (pw, subprocess.Popen([*cmd, "--port", str(pw)], env=env, stderr=subprocess.PIPE, text=True))
+    env_oauth = {k: v for k, v in env.items() if k != "LUMINA_SERVE_BASIC_AUTH"}
+    started["oauth"] = (
+        oa,
+        subprocess.Popen(
+            [
+                *cmd,
+                "--port",
+                str(oa),
+                "--oauth-provider",
+                "github",
+                "--oauth-key",
+                "client-id",
+                "--oauth-redirect-uri",
+                f"http://127.0.0.1:{oa}/login",
+            ],
+            env=env_oauth,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+    )
+    try:
+        for port, proc in started.values():
+            wait_for(port, proc)
+        yield started
+    finally:
+        for _, proc in started.values():
+            proc.terminate()
+        for _, proc in started.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.mark.slow
+def test_serve_requires_the_password_then_serves_the_dashboard(
+    servers: dict[str, tuple[int, subprocess.Popen[str]]],
+) -> None:
+    port, _ = servers["password"]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False, timeout=60) as c:
+        r = c.get("/")
+        assert r.status_code == 302 and "login" in r.headers["location"]  # no page without a login
+        r = c.post("/login", data={"username": "ann", "password": "wrong"})
+        assert r.status_code == 302 and "error" in r.headers["location"] and "user" not in c.cookies
+        r = c.post("/login", data={"username": "ann", "password": "s3cret"})
+        assert r.status_code == 302 and "user" in c.cookies
+        r = c.get("/")
+        assert r.status_code == 200 and "<title>Lumina Lab</title>" in r.text
+
+
+@pytest.mark.slow
+def test_serve_with_oauth_sends_the_browser_to_the_provider(
+    servers: dict[str, tuple[int, subprocess.Popen[str]]],
+) -> None:
+    port, _ = servers["oauth"]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False, timeout=60) as c:
+        r = c.get("/")
+        assert r.status_code == 302 and "login" in r.headers["location"]
+        r = c.get("/login")
+        assert r.status_code == 302
+        location = r.headers["location"]
+        assert location.startswith("https://github.com/login/oauth/authorize") and "client_id=client-id" in location
+
+
+def test_unauthenticated_non_loopback_is_refused() -> None:
+    result = CliRunner().invoke(main, ["serve", "--address", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 2
+    assert "without authentication" in result.output and "--basic-auth" in result.output
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"port": 70000}, "not a TCP port"),
+        ({"basic_auth": "x", "oauth_provider": "github", "oauth_key": "k", "oauth_secret": "s"}, "choose one"),
+        ({"oauth_provider": "myspace", "oauth_key": "k", "oauth_secret": "s"}, "unknown OAuth provider"),
+        ({"oauth_provider": "github"}, "needs a client id and secret"),
+        ({"basic_auth": ""}, "password is empty"),
+        ({"num_procs": -1}, "num_procs"),
+    ],
+)
+def test_bad_options_are_one_clear_error(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_options(**kwargs)  # type: ignore[arg-type]
+
+
+def test_options_passed_to_panel() -> None:
+    opts = check_options(address="0.0.0.0", port=8080, basic_auth="pw", allow_websocket_origin=["lumina.example:443"])
+    assert opts["websocket_origin"] == ["lumina.example:443"] and opts["basic_auth"] == "pw"
+    assert len(opts["cookie_secret"]) >= 32 and "pw" not in repr(opts)  # secrets stay out of logs
+    local = check_options(port=5006)
+    assert local["websocket_origin"] == ["localhost:5006", "127.0.0.1:5006"] and "cookie_secret" not in local
+    assert check_options(address="0.0.0.0", allow_unauthenticated=True)["address"] == "0.0.0.0"
+
+
+def test_bad_layout_or_component_fails_before_serving(lumina_home: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", "--layout", "nope", "--port", "0"])
+    assert result.exit_code == 2 and "no saved dashboard layout 'nope'" in result.output
+    result = CliRunner().invoke(main, ["serve", "--components", "overview,nope", "--port", "0"])
+    assert result.exit_code == 2 and "unknown dashboard component" in result.output
