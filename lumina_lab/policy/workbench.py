@@ -9,6 +9,7 @@ the live version: publish a new one and they use it at once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +140,9 @@ class PolicyLab:
         return MemoryGate(self, **kwargs)  # type: ignore[arg-type]
 
     # simulation -------------------------------------------------------------------------------
-    @property
+    @cached_property
     def simulator(self) -> Simulator:
+        """The simulator over this lab's store and entities (one, so parsed versions are reused)."""
         return Simulator(store=self.store, entities=self.entities, progress=True)
 
     def simulate(self, requests: Any, *, version: Any = None) -> DecisionMatrix:
