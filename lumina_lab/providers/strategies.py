@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 from ..errors import ValidationError
@@ -31,6 +32,9 @@ __all__ = [
     "WeightedScore",
     "strategy_from_name",
 ]
+
+
+_INFLIGHT = attrgetter("stats.inflight")
 
 
 class _IdentityCache:
@@ -193,32 +197,28 @@ class LeastBusy(Strategy):
 
     def __init__(self) -> None:
         self._turn = 0
-        self._rotations: dict[int, list[list[int]]] = {}
         self._one_cap = _IdentityCache()  # candidate tuple -> whether all share one max_concurrency
 
     def rank(self, candidates: Sequence[ProviderState], request: ChatRequest) -> list[ProviderState]:
         n = len(candidates)
         if n < 2:
             return list(candidates)
-        rotations = self._rotations.get(n)
-        if rotations is None:
-            rotations = self._rotations[n] = [[(i - t) % n for i in range(n)] for t in range(n)]
-        rot = rotations[self._turn % n]  # (i - turn) % n of candidate i: distinct, so ties never reach the states
+        t = self._turn % n
         one_cap = self._one_cap.get(candidates)
         if one_cap is None:
             caps = [s.max_concurrency for s in candidates]
             one_cap = self._one_cap.put(candidates, caps.count(caps[0]) == n)
         if one_cap:
-            # One capacity for all (the usual fleet): the load order is the in-flight order, so the key
-            # (load, rotation) becomes one distinct int, in-flight * n + rotation, with the same order;
-            # tuples that differ in their first item sort several times faster than (float, int) ones.
-            dec = [(s.stats.inflight * n + r, s) for s, r in zip(candidates, rot, strict=True)]
-            dec.sort()
-            return [t[1] for t in dec]
+            # The key is (load, (i - turn) % n).  With one capacity for all (the usual fleet) the load
+            # order is the in-flight order, and the rotation order is candidates[t:] + candidates[:t];
+            # a stable sort of that by in-flight count is the same ranking, without a tuple per candidate.
+            ranked = [*candidates[t:], *candidates[:t]]
+            ranked.sort(key=_INFLIGHT)
+            return ranked
         # key: (load, rotation), decorated and sorted in place rather than sorted(key=...)
-        dec3 = [(s.stats.inflight / (s.max_concurrency or 1), r, s) for s, r in zip(candidates, rot, strict=True)]
-        dec3.sort()
-        return [t[2] for t in dec3]
+        dec = [(s.stats.inflight / (s.max_concurrency or 1), (i - t) % n, s) for i, s in enumerate(candidates)]
+        dec.sort()
+        return [d[2] for d in dec]
 
     def on_dispatch(self, state: ProviderState, request: ChatRequest) -> None:
         self._turn += 1  # ties rotate per dispatched call, not per ranking (plan() changes nothing)
