@@ -134,6 +134,7 @@ class Reservation:
     amount: float
     buckets: list[str] = field(default_factory=list)
     settled: bool = False
+    held: list[_Bucket] | None = field(default=None, repr=False, compare=False)  # the buckets of ``buckets``
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class BudgetManager:
         with self._lock:
             buckets = self._buckets
             held: list[_Bucket] = []
-            for b, key in pairs:
+            for b, key in pairs:  # check every bucket first: a refusal holds nothing
                 bucket = buckets.get(key)
                 if bucket is None:
                     bucket = buckets[key] = _Bucket(b)
@@ -221,7 +222,7 @@ class BudgetManager:
                 held.append(bucket)
             for bucket in held:
                 bucket.reserved += amount
-        return Reservation(request.id, amount, keys.copy())
+        return Reservation(request.id, amount, keys.copy(), False, held)
 
     def settle(self, reservation: Reservation, actual_usd: float) -> list[BudgetCrossing]:
         """Replace the hold by the actual cost; return soft thresholds crossed now."""
@@ -230,15 +231,19 @@ class BudgetManager:
             if reservation.settled:
                 return crossings
             reservation.settled = True
-            buckets, amount = self._buckets, reservation.amount
-            for key in reservation.buckets:
-                bucket = buckets[key]
+            amount = reservation.amount
+            keys = reservation.buckets
+            held = reservation.held
+            if held is None:
+                held = [self._buckets[key] for key in keys]
+            for key, bucket in zip(keys, held, strict=True):
                 bucket.reserved -= amount
-                bucket.spent += actual_usd
-                b = bucket.budget
-                if not bucket.warned and bucket.spent >= b.soft_ratio * b.limit_usd:
-                    bucket.warned = True
-                    crossings.append(BudgetCrossing(b.label, key, bucket.spent, b.limit_usd))
+                spent = bucket.spent = bucket.spent + actual_usd
+                if not bucket.warned:
+                    b = bucket.budget
+                    if spent >= b.soft_ratio * b.limit_usd:
+                        bucket.warned = True
+                        crossings.append(BudgetCrossing(b.label, key, spent, b.limit_usd))
         return crossings
 
     def release(self, reservation: Reservation) -> None:

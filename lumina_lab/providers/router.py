@@ -37,7 +37,7 @@ from ..errors import (
 )
 from ..events import Event
 from . import events as ev
-from .cost import DEFAULT_OUTPUT_TOKENS, BudgetManager, Reservation, estimate_tokens, predict_cost
+from .cost import DEFAULT_OUTPUT_TOKENS, BudgetCrossing, BudgetManager, Reservation, estimate_tokens, predict_cost
 from .registry import ProviderRegistry, ProviderState
 from .resilience import RetryPolicy
 from .strategies import Cascade, Strategy, strategy_from_name
@@ -339,10 +339,17 @@ class Router:
             probe = breaker.granted_probe
         budgets = self.budgets
         if budgets is not None and budgets.budgets:
+            # _reserve() written out: predict_cost(state.provider.pricing, request) from the copied prices
+            n_in = request.input_tokens
+            out = request.max_tokens or DEFAULT_OUTPUT_TOKENS
+            amount = (
+                (estimate_tokens(request) if n_in is None else n_in) * state.input_per_m + out * state.output_per_m
+            ) / 1e6
             try:
-                reservation = self._reserve(request, state)
-            except BudgetExceeded:
+                reservation = budgets.reserve(request, amount)
+            except BudgetExceeded as exc:
                 breaker.release_probe(probe)  # no call was made: let another request probe
+                self._budget_refused(request, exc)
                 raise
         else:
             reservation = None
@@ -375,8 +382,11 @@ class Router:
         if state.waiters:  # _wake() only has work when someone waits for a slot
             _wake(state)
         state.breaker.record(True, call.probe)
-        if call.reservation is not None:
-            self._settle(call.reservation, cost_usd)
+        reservation = call.reservation
+        if reservation is not None:  # _settle() written out
+            crossings = self.budgets.settle(reservation, cost_usd)  # type: ignore[union-attr]
+            if crossings:
+                self._warn(crossings)
 
     @property
     def wants_results(self) -> bool:
@@ -385,13 +395,8 @@ class Router:
 
     def fail_call(self, call: Call, error: ProviderError) -> float | None:
         """Account a failed call; return the delay before retrying the same provider, or None to move on."""
+        self.account_failure(call)
         state = call.state
-        older = state.end(call.call_no)
-        state.stats.on_failure()
-        if state.waiters:
-            _wake(state)
-        state.breaker.record(False, call.probe, older)
-        self._release(call.reservation)
         on_result = self._on_result
         if on_result is not None:
             on_result(state, call.request, None)
@@ -399,6 +404,20 @@ class Router:
         if delay is None or not state.breaker.available():
             return None
         return delay
+
+    def account_failure(self, call: Call) -> None:
+        """The part of :meth:`fail_call` that streams share: statistics, breaker, reservation released.
+
+        A broken or failed stream is not retried (no delay is drawn) and, as a whole-answer
+        call's failure, charges nothing.
+        """
+        state = call.state
+        older = state.end(call.call_no)
+        state.stats.on_failure()
+        if state.waiters:
+            _wake(state)
+        state.breaker.record(False, call.probe, older)
+        self._release(call.reservation)
 
     def abandon_call(self, call: Call) -> None:
         """Account a call given up without an outcome (cancelled, the losing side of a hedge)."""
@@ -552,16 +571,19 @@ class Router:
         try:
             return budgets.reserve(request, amount)
         except BudgetExceeded as exc:
-            if self._wants(ev.BudgetExceededEvent):
-                self._emit_nowait(
-                    ev.BudgetExceededEvent(
-                        request_id=request.id,
-                        error=exc.message,
-                        principal=request.principal,
-                        project=request.project,
-                    )
-                )
+            self._budget_refused(request, exc)
             raise
+
+    def _budget_refused(self, request: ChatRequest, exc: BudgetExceeded) -> None:
+        if self._wants(ev.BudgetExceededEvent):
+            self._emit_nowait(
+                ev.BudgetExceededEvent(
+                    request_id=request.id,
+                    error=exc.message,
+                    principal=request.principal,
+                    project=request.project,
+                )
+            )
 
     def _release(self, reservation: Reservation | None) -> None:
         if reservation is not None:
@@ -570,7 +592,12 @@ class Router:
     def _settle(self, reservation: Reservation | None, cost: float) -> None:
         if reservation is None:
             return
-        for crossing in self.budgets.settle(reservation, cost):  # type: ignore[union-attr]
+        crossings = self.budgets.settle(reservation, cost)  # type: ignore[union-attr]
+        if crossings:
+            self._warn(crossings)
+
+    def _warn(self, crossings: list[BudgetCrossing]) -> None:
+        for crossing in crossings:
             if self._wants(ev.BudgetWarning):
                 self._emit_nowait(
                     ev.BudgetWarning(
@@ -666,21 +693,17 @@ class Router:
         tried: list[str] = []
         for i, state in enumerate(ranked):
             await self._slot(state)
-            if not state.breaker.allow():
-                continue
-            probe = state.breaker.granted_probe
+            # the same admission as a whole-answer call (breaker, reservation, dispatch accounting), but a
+            # refusing breaker skips the provider silently and a stream is never retried
             try:
-                reservation = self._reserve(request, state)
+                call = self.begin_call(state, request)
+            except CircuitOpen:
+                continue
             except BudgetExceeded as exc:
-                state.breaker.release_probe(probe)
                 errors.append(exc)
                 tried.append(state.id)
                 continue
             req = request if not received else _continuation(request, "".join(received))
-            call_no = state.begin()
-            if state.limiter is not None:
-                state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
-            self.strategy.on_dispatch(state, request)
             if self._wants(ev.CallStarted):
                 await self._emit(
                     ev.CallStarted(
@@ -708,11 +731,7 @@ class Router:
                         usage = chunk.usage
                         cost = state.provider.pricing.cost(usage.input_tokens, usage.output_tokens) if usage else 0.0
                         latency = self.clock.now() - start
-                        state.end(call_no)
-                        state.stats.on_success(latency, ttft, cost)
-                        _wake(state)
-                        state.breaker.record(True, probe=probe)
-                        self._settle(reservation, cost)
+                        self.account_success(call, latency, ttft, cost)
                         if self._wants(ev.CallFinished):
                             await self._emit(
                                 ev.CallFinished(
@@ -737,11 +756,7 @@ class Router:
                 raise StreamBroken(f"{state.id}: stream ended without a final chunk", provider=state.id)
             except ProviderError as exc:
                 outcome = "failed"
-                older = state.end(call_no)
-                state.stats.on_failure()
-                _wake(state)
-                state.breaker.record(False, probe=probe, pending=older)
-                self._release(reservation)
+                self.account_failure(call)
                 errors.append(exc)
                 tried.append(state.id)
                 if self._wants(ev.CallFailed):
@@ -773,11 +788,7 @@ class Router:
             finally:
                 await stream.aclose()
                 if outcome is None:  # the consumer stopped or was cancelled: the call is abandoned
-                    state.end(call_no)
-                    state.stats.on_abandon()
-                    _wake(state)
-                    state.breaker.release_probe(probe)
-                    self._release(reservation)
+                    self.abandon_call(call)
         raise self._all_failed(request, tried, errors)
 
     # ------------------------------------------------------------------ feedback

@@ -21,7 +21,7 @@ from .base import BaseProvider
 from .cost import estimate_tokens
 from .types import ChatRequest, ChatResponse, StreamChunk, Usage
 
-__all__ = ["Sample", "SimulatedProvider"]
+__all__ = ["Sample", "SimulatedProvider", "StreamSample"]
 
 _TWOPI = 2.0 * math.pi  # as random.TWOPI
 _exp, _log, _sqrt, _cos, _sin = math.exp, math.log, math.sqrt, math.cos, math.sin
@@ -40,6 +40,25 @@ class Sample:
     input_tokens: int = 0
     output_tokens: int = 0
     quality_ok: bool = True
+
+
+@dataclass(slots=True)
+class StreamSample:
+    """One drawn streamed call: an error before the first chunk (after ``fail_after_s``), or an answer.
+
+    The answer's first chunk comes ``ttft_s`` after the call starts and each further one
+    ``per_token_s`` later; the final chunk (with the usage) follows the last word at once.
+    If ``breaks_at`` is set the stream raises ``StreamBroken`` when chunk ``breaks_at`` is
+    asked for, right after chunk ``breaks_at - 1`` (so ``breaks_at`` words were received).
+    """
+
+    error: ProviderError | None
+    fail_after_s: float
+    ttft_s: float = 0.0
+    per_token_s: float = 0.0
+    output_tokens: int = 0
+    breaks_at: int | None = None
+    words_from: int = 0  # the provider's call count when drawn: where the answer's words start
 
 
 class SimulatedProvider(BaseProvider):
@@ -129,7 +148,9 @@ class SimulatedProvider(BaseProvider):
                     rng.gauss_next = _sin(x2pi) * g2rad
                 else:
                     rng.gauss_next = None
-            n_out = max(1, int(self.output_tokens * _exp(0 + z2 * 0.3)))
+            n_out = int(self.output_tokens * _exp(0 + z2 * 0.3))
+            if n_out < 1:  # max(1, n_out) without the call
+                n_out = 1
         else:
             gauss = rng.gauss
             ttft = ttft_s * _exp(gauss(0, self.ttft_sigma)) if ttft_s > 0 else 0.0
@@ -159,16 +180,24 @@ class SimulatedProvider(BaseProvider):
                 )
             self._recent.append(now)
 
-    async def _maybe_fail(self) -> None:
-        r = self.rng.random()
+    def _stream_draws(self, request: ChatRequest) -> StreamSample:
+        """A streamed call's draws, after admission (the order the live stream makes them in)."""
+        rng = self.rng
+        r = rng.random()
         if r < self.error_rate:
-            raise ProviderUnavailable(f"{self.id}: simulated server error", provider=self.id, status=500)
+            return StreamSample(ProviderUnavailable(f"{self.id}: simulated server error", provider=self.id, status=500), 0.0)
         if r < self.error_rate + self.timeout_rate:
-            await self.clock.sleep(self.hang_s)
-            raise ProviderTimeout(f"{self.id}: no answer within {self.hang_s}s (simulated)", provider=self.id)
+            return StreamSample(
+                ProviderTimeout(f"{self.id}: no answer within {self.hang_s}s (simulated)", provider=self.id), self.hang_s
+            )
+        ttft, n_out, gen = self._draw(request)
+        breaks_at = rng.randrange(1, n_out) if n_out > 1 and rng.random() < self.break_rate else None
+        return StreamSample(None, 0.0, ttft, gen / n_out if n_out else 0.0, n_out, breaks_at, self.calls)
 
-    def _text(self, n: int) -> list[str]:
-        return [_WORDS[(i * 7 + self.calls) % len(_WORDS)] + " " for i in range(n)]
+    def stream_words(self, s: StreamSample, n: int | None = None) -> list[str]:
+        """The first ``n`` words (chunk texts) of a streamed answer (all of them by default)."""
+        k = s.words_from
+        return [_WORDS[(i * 7 + k) % len(_WORDS)] + " " for i in range(s.output_tokens if n is None else n)]
 
     def _answer(self, n: int) -> str:
         text = self._answers.get(n)
@@ -217,6 +246,17 @@ class SimulatedProvider(BaseProvider):
             metadata={"quality_ok": s.quality_ok},
         )
 
+    def stream_sample(self, request: ChatRequest) -> StreamSample:
+        """Draw what a streamed call will do, without waiting (as :meth:`sample` does for whole answers).
+
+        The live :meth:`astream` makes the same draws in the same order and sleeps them out.
+        """
+        try:
+            self._admit()
+        except ProviderError as exc:
+            return StreamSample(exc, 0.0)
+        return self._stream_draws(request)
+
     # ------------------------------------------------------------------ protocol
     async def ainvoke(self, request: ChatRequest) -> ChatResponse:
         s = self.sample(request)
@@ -240,14 +280,15 @@ class SimulatedProvider(BaseProvider):
         self._admit()
         self.inflight += 1
         try:
-            await self._maybe_fail()
-            ttft, n_out, gen = self._draw(request)
-            breaks_at = self.rng.randrange(1, n_out) if n_out > 1 and self.rng.random() < self.break_rate else None
-            if ttft > 0:
-                await self.clock.sleep(ttft)
-            per_token = gen / n_out if n_out else 0.0
-            words = self._text(n_out)
-            for i, word in enumerate(words):
+            s = self._stream_draws(request)
+            if s.error is not None:
+                if isinstance(s.error, ProviderTimeout):
+                    await self.clock.sleep(s.fail_after_s)
+                raise s.error
+            if s.ttft_s > 0:
+                await self.clock.sleep(s.ttft_s)
+            n_out, per_token, breaks_at = s.output_tokens, s.per_token_s, s.breaks_at
+            for i, word in enumerate(self.stream_words(s)):
                 if breaks_at is not None and i == breaks_at:
                     raise StreamBroken(f"{self.id}: stream cut after {i} tokens (simulated)", provider=self.id)
                 if per_token > 0 and i:

@@ -3,20 +3,54 @@
 The engine owns a :class:`~lumina_lab.clock.ManualClock` shared by the
 router, the breakers, the budgets' periods, the rate limiters and the
 simulated providers.  It keeps a heap of timed events (arrivals, call
-completions, retries) and, for each, runs the router's own synchronous
-steps — :meth:`Router._plan`, :meth:`Router.begin_call`,
-:meth:`Router.finish_call`, :meth:`Router.fail_call` — with the outcome of
-each call drawn by :meth:`SimulatedProvider.sample`.  Nothing sleeps and no
-asyncio task is created per request, so hours of traffic replay in seconds,
-and the decisions are the live router's decisions.
+completions, retries, hedge timers, stream ends) and, for each, runs the
+router's own synchronous steps — :meth:`Router._plan`,
+:meth:`Router.begin_call`, :meth:`Router.finish_call` (or its response-free
+part :meth:`Router.account_success`), :meth:`Router.fail_call`,
+:meth:`Router.account_failure`, :meth:`Router.abandon_call` — with the
+outcome of each call drawn by :meth:`SimulatedProvider.sample` (whole
+answers) or :meth:`SimulatedProvider.stream_sample` (streams), the draws the
+live provider makes.  Nothing sleeps and no asyncio task is created per
+request, so hours of traffic replay in seconds, and the decisions are the
+live router's decisions.
 
 Covered: capability filtering, every strategy's ranking and dispatch-time
 state, policy vetoes, breakers (incl. half-open probes), budgets (reservation
 at dispatch, settlement at completion), RPM/TPM limits, provider
 ``max_concurrency`` with FIFO queueing, per-call timeouts, retries with
 backoff and ``Retry-After``, fallbacks, outages (``down`` toggled on a
-schedule).  Not yet simulated: hedged requests, cascades and streaming
-(they run live only).
+schedule), and, as ``Router.ainvoke`` / ``Router.astream`` do them:
+
+* **hedging** (``RoutingLab(hedge_after_s=...)``): the first-ranked
+  provider's attempts (with retries) start; if they have not finished by
+  ``hedge_after_s`` the second-ranked provider's start too; the first answer
+  wins and the other call is abandoned at that moment (its slot, budget hold
+  and half-open probe given back: nothing is charged for it).  A primary that
+  fails before the hedge time falls back along the rest of the ranking; if
+  both hedged calls fail, along the ranking after them.  Rows say
+  ``hedged``.  On a tie (the primary finishing exactly at the hedge time) the
+  primary counts as finished first.
+* **cascades** (strategy :class:`~lumina_lab.providers.strategies.Cascade`):
+  the first ``max_steps`` ranked providers in turn, on to the next when an
+  answer fails ``check`` or a provider fails; the row reports the accepted
+  answer, or the last answer if none passed (as the live router returns it),
+  with ``cost_usd`` the *total* charged for the request (every answered step
+  is settled against the budgets) and ``steps`` the number of answers paid
+  for.  ``tried`` is ``len(response.tried)`` of the returned answer.
+* **streams** (``run(..., stream=True)``, a fraction, or a mask): time to
+  first token, ``break_rate`` cutting a stream after some tokens, per-chunk
+  timeouts, and failover to the next ranked provider with the continuation
+  request the live router sends (the partial answer as an assistant message).
+  As live, a stream is never retried, a provider whose breaker refuses is
+  skipped, and a broken or failed stream is released, not charged: the
+  budgets and ``cost_usd`` see the call that completed.  Rows: ``ttft_s`` to
+  the first chunk the caller received (from whichever provider), ``latency_s``
+  to the end of the completed answer, ``failovers`` the failed stream calls,
+  ``input_tokens``/``output_tokens`` the completed call's usage.
+
+Stream chunk times are computed as ``first + k * per_token`` where the live
+provider adds ``per_token`` k times on the clock; the two can differ in the
+last bit, never in a decision.
 """
 
 from __future__ import annotations
@@ -31,24 +65,32 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..clock import ManualClock
 from ..errors import BudgetExceeded, CircuitOpen, ProviderTimeout, ValidationError
 from ..providers import Budget, BudgetManager, ProviderRegistry, RetryPolicy, Router, SimulatedProvider
-from ..providers.router import Call
-from ..providers.simulated import Sample
-from ..providers.strategies import Strategy, strategy_from_name
+from ..providers.cost import estimate_tokens
+from ..providers.router import Call, _continuation
+from ..providers.simulated import Sample, StreamSample
+from ..providers.strategies import Cascade, Strategy, strategy_from_name
 from .workloads import Workload
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..errors import ProviderError
-    from ..providers import ChatRequest
+    from ..providers import ChatRequest, ChatResponse
     from ..providers.registry import ProviderState
 
-__all__ = ["Outage", "RoutingLab", "SimResult"]
+__all__ = ["COLUMNS", "Outage", "RoutingLab", "SimResult"]
 
-_ARRIVE, _DONE, _RETRY, _TOGGLE = 0, 1, 2, 3
+# heap event kinds
+_DONE, _RETRY, _TOGGLE, _LEG_DONE, _LEG_RETRY, _HEDGE, _STREAM = range(7)
+_LATE = 1 << 62  # added to a hedge timer's sequence number: at the same instant every other event goes first
+# phases of a leg (one provider's attempts within a hedged or cascaded request)
+_QUEUED, _CALLING, _BACKOFF, _OVER = range(4)
+
 COLUMNS = (
     "request",
     "arrival_s",
@@ -66,6 +108,10 @@ COLUMNS = (
     "quality_ok",
     "tenant",
     "task",
+    "hedged",  # a hedge was launched and one of the two hedged calls answered
+    "stream",  # streamed (Router.astream semantics)
+    "failovers",  # streams: failed stream calls (the answer went on elsewhere); 0 otherwise
+    "steps",  # answers paid for: 1 for an answered request, more when a cascade escalated; 0 if unanswered
 )
 
 
@@ -79,12 +125,13 @@ class Outage:
 
 
 class _Ctx:
-    """One request in flight through the engine.
+    """One request in flight through the engine's plain path (``Router._fallback_chain``).
 
     Only counts are kept of the providers tried and the errors met (the result
     row needs the number tried, and whether every error was a budget refusal):
-    two fewer lists per request.  The pending call's draw (``sample``, ``error``,
-    ``duration``) lives here too, so a completion event is just the context.
+    two fewer lists per request.  The pending call's draw (``call``, ``sample``,
+    ``error``, ``duration``) is set at dispatch, so a completion event is just
+    the context.
     """
 
     __slots__ = (
@@ -113,16 +160,195 @@ class _Ctx:
         self.tried = 0  # providers given up on, plus the one that answered
         self.errors = 0
         self.all_budget = True  # every error so far was BudgetExceeded
+        # call, sample, error and duration are set by each dispatch before anything reads them
+
+
+class _Leg:
+    """One provider's attempt sequence (``Router._attempts``) inside a hedged or cascaded request."""
+
+    __slots__ = ("alive", "attempt", "call", "duration", "error", "owner", "phase", "request", "sample", "state")
+
+    def __init__(self, owner: _Hedge | _Cascade, request: ChatRequest, state: ProviderState) -> None:
+        self.owner = owner
+        self.request = request
+        self.state = state
+        self.attempt = 1
+        self.alive = True
+        self.phase = _QUEUED
         self.call: Call | None = None
         self.sample: Sample | None = None
         self.error: ProviderError | None = None
         self.duration = 0.0
 
 
-class SimResult:
-    """Per-request results of one replay, as a DataFrame, with summaries."""
+class _Hedge:
+    """A hedged request (``Router._hedged``): phase 0 primary alone, 1 both racing, 2 decided."""
 
-    def __init__(self, rows: list[tuple[Any, ...]], *, strategy: str, workload: str, wall_s: float, slo_s: float):
+    __slots__ = ("arrival", "backup", "errors", "i", "phase", "primary", "ranked", "request")
+
+    def __init__(self, i: int, request: ChatRequest, arrival: float, ranked: list[ProviderState]) -> None:
+        self.i = i
+        self.request = request
+        self.arrival = arrival
+        self.ranked = ranked
+        self.phase = 0
+        self.primary = _Leg(self, request, ranked[0])
+        self.backup: _Leg | None = None
+        self.errors: list[BaseException] = []
+
+    def start(self, eng: _Engine) -> None:
+        eng._leg_go(self.primary)
+        if self.phase == 0:  # still running: the hedge timer
+            assert eng.hedge_after is not None
+            heapq.heappush(eng.heap, (eng.clock._now + eng.hedge_after, _LATE + next(eng.seq), _HEDGE, self))
+
+    def fire(self, eng: _Engine) -> None:
+        """The hedge delay passed: launch the second-ranked provider's attempts too."""
+        if self.phase != 0:
+            return
+        self.phase = 1
+        self.backup = _Leg(self, self.request, self.ranked[1])
+        eng._leg_go(self.backup)
+
+    def leg_succeeded(self, eng: _Engine, leg: _Leg, response: ChatResponse) -> None:
+        if self.phase == 0:  # the primary answered before the hedge delay
+            self.phase = 2
+            eng._answered_row(self, leg, response, hedged=False, tried=1)
+            return
+        self.phase = 2
+        other = self.backup if leg is self.primary else self.primary
+        assert other is not None
+        eng._leg_cancel(other)  # the first answer wins; the other call is abandoned now
+        eng._answered_row(self, leg, response, hedged=True, tried=2)
+
+    def leg_failed(self, eng: _Engine, leg: _Leg, error: BaseException) -> None:
+        self.errors.append(error)
+        if self.phase == 0:  # failed before the hedge delay: fall back along ranked[1:]
+            self.phase = 2
+            eng._fall_back(self, 1, self.errors)
+            return
+        other = self.backup if leg is self.primary else self.primary
+        assert other is not None
+        if other.phase == _OVER:  # both failed: fall back along ranked[2:]
+            self.phase = 2
+            eng._fall_back(self, 2, self.errors)
+
+
+class _Cascade:
+    """A cascaded request (``Router._cascade``)."""
+
+    __slots__ = ("all_budget", "arrival", "errors", "i", "idx", "last", "ranked", "request", "spent", "steps", "tried")
+
+    def __init__(self, i: int, request: ChatRequest, arrival: float, ranked: list[ProviderState], max_steps: int):
+        self.i = i
+        self.request = request
+        self.arrival = arrival
+        self.ranked = list(ranked)[:max_steps]
+        self.idx = 0
+        self.tried = 0  # as len(tried) in the live loop
+        self.errors = 0
+        self.all_budget = True
+        self.spent = 0.0  # every answered step is charged
+        self.steps = 0
+        self.last: tuple[_Leg, ChatResponse, int, float] | None = None  # answer, its tried count, its ttft time
+
+    def start(self, eng: _Engine) -> None:
+        if self.idx < len(self.ranked):
+            eng._leg_go(_Leg(self, self.request, self.ranked[self.idx]))
+            return
+        if self.last is not None:  # best effort: the most capable answer we got
+            leg, response, tried, first = self.last
+            eng._answered_row(self, leg, response, tried=tried, cost=self.spent, steps=self.steps, first=first)
+        else:
+            eng._failed_row(self.i, self.request, self.arrival, 1, self.tried, self.errors, self.all_budget)
+
+    def leg_succeeded(self, eng: _Engine, leg: _Leg, response: ChatResponse) -> None:
+        self.tried += 1
+        self.spent += response.cost_usd
+        self.steps += 1
+        strategy = eng.cascade
+        assert strategy is not None
+        response.tried = [s.id for s in self.ranked[: self.idx + 1]]
+        passed = bool(strategy.check(response))
+        response.metadata["cascade_passed"] = passed
+        if passed:
+            eng._answered_row(self, leg, response, tried=self.tried, cost=self.spent, steps=self.steps)
+            return
+        s = leg.sample
+        assert s is not None
+        self.last = (leg, response, self.tried, eng.clock._now - leg.duration + s.ttft_s)
+        self.idx += 1
+        self.start(eng)
+
+    def leg_failed(self, eng: _Engine, leg: _Leg, error: BaseException) -> None:
+        self.tried += 1
+        self.errors += 1
+        if not isinstance(error, BudgetExceeded):
+            self.all_budget = False
+        self.idx += 1
+        self.start(eng)
+
+
+class _Stream:
+    """A streamed request (``Router.astream``)."""
+
+    __slots__ = (
+        "all_budget",
+        "arrival",
+        "call",
+        "chunks",
+        "errors",
+        "failovers",
+        "first",
+        "i",
+        "idx",
+        "ok",
+        "ranked",
+        "received",
+        "req",
+        "request",
+        "sample",
+        "t_first",
+        "tried",
+    )
+
+    def __init__(self, i: int, request: ChatRequest, arrival: float, ranked: list[ProviderState]) -> None:
+        self.i = i
+        self.request = request
+        self.arrival = arrival
+        self.ranked = ranked
+        self.idx = 0
+        self.tried = 0  # as the live list: budget refusals and failed calls, plus the one that answered
+        self.errors = 0
+        self.all_budget = True
+        self.failovers = 0
+        self.received: list[str] = []  # chunk texts received so far (the continuation carries them)
+        self.first: float | None = None  # when the caller got its first chunk
+        self.call: Call | None = None
+        self.sample: StreamSample | None = None
+        self.req: ChatRequest = request  # what the current call was asked (the continuation after a failover)
+        self.ok = False
+        self.chunks = 0  # chunks the current call delivers before it ends
+        self.t_first = 0.0
+
+
+class SimResult:
+    """Per-request results of one replay, as a DataFrame (see :data:`COLUMNS`), with summaries and plots.
+
+    ``router`` is the router after the replay (breakers' ``transitions``, ``router.budgets.status()``,
+    the strategy's learned state), or None.
+    """
+
+    def __init__(
+        self,
+        rows: list[tuple[Any, ...]],
+        *,
+        strategy: str,
+        workload: str,
+        wall_s: float,
+        slo_s: float,
+        router: Router | None = None,
+    ):
         import pandas as pd
 
         self.frame: pd.DataFrame = pd.DataFrame.from_records(rows, columns=COLUMNS)
@@ -130,13 +356,14 @@ class SimResult:
         self.workload = workload
         self.wall_s = wall_s
         self.slo_s = slo_s
+        self.router = router
 
     @property
     def requests_per_wall_s(self) -> float:
         return len(self.frame) / self.wall_s if self.wall_s else float("nan")
 
     def summary(self) -> dict[str, Any]:
-        """Cost, latency percentiles, TTFT, success rate, SLO violations and quality."""
+        """Cost, latency percentiles, TTFT, success rate, SLO violations, quality, hedges, failovers, steps."""
         f = self.frame
         ok = f[f["ok"]]
         lat = ok["latency_s"]
@@ -153,12 +380,34 @@ class SimResult:
             "slo_violations": int((~f["ok"] | (f["latency_s"] > self.slo_s)).sum()),
             "quality": float(ok["quality_ok"].mean()) if len(ok) else float("nan"),
             "budget_stopped": int((f["error"] == "BudgetExceeded").sum()),
+            "hedged": int(f["hedged"].sum()),
+            "failovers": int(f["failovers"].sum()),
+            "steps_per_answer": float(ok["steps"].mean()) if len(ok) else float("nan"),
         }
 
     def share(self) -> pd.DataFrame:
         """Answered requests per provider."""
         f = self.frame[self.frame["ok"]]
         return f.groupby("provider").size().rename("requests").reset_index().sort_values("requests", ascending=False)
+
+    # plots (holoviews; see lumina_lab.sim.plots)
+    def plot_latency_cdf(self, **opts: Any) -> Any:
+        """Latency CDF of the answered requests (a holoviews object)."""
+        from .plots import latency_cdf
+
+        return latency_cdf({self.strategy: self}, **opts)
+
+    def plot_cost_over_time(self, bucket_s: float = 60.0, **opts: Any) -> Any:
+        """Spend per ``bucket_s`` of simulated time, by provider (a holoviews object)."""
+        from .plots import cost_over_time
+
+        return cost_over_time(self, bucket_s=bucket_s, **opts)
+
+    def plot_provider_share(self, **opts: Any) -> Any:
+        """Answered requests per provider (a holoviews object)."""
+        from .plots import provider_share
+
+        return provider_share({self.strategy: self}, **opts)
 
     def __repr__(self) -> str:
         s = self.summary()
@@ -173,6 +422,22 @@ class SimResult:
 
         return f"<p>{self!r}</p>" + pd.DataFrame([self.summary()]).to_html(index=False)
 
+    def __getstate__(self) -> dict[str, Any]:  # pickled (e.g. from a Dask worker) without the router
+        state = dict(self.__dict__)
+        state["router"] = None
+        return state
+
+
+class _LabClock(ManualClock):
+    """The replay's clock, also the budgets' wall clock (``start_wall`` + simulated time) in one call."""
+
+    def __init__(self, start_wall: float) -> None:
+        super().__init__()
+        self.start_wall = start_wall
+
+    def wall(self) -> float:
+        return self.start_wall + self._now
+
 
 class RoutingLab:
     """Replays workloads through strategies against simulated provider profiles.
@@ -183,6 +448,7 @@ class RoutingLab:
         retry: retry policy of the router.
         budgets: budgets enforced during the replay (periods follow simulated time from ``start_wall``).
         timeout_s: per-call timeout.
+        hedge_after_s: hedge whole-answer requests after this delay (``Router(hedge_after_s=...)``).
         slo_s: latency objective counted in :meth:`SimResult.summary`.
         policy: optional veto hook, as in the live router.
         start_wall: wall-clock epoch of simulated time 0 (for daily/monthly budgets).
@@ -199,6 +465,7 @@ class RoutingLab:
         retry: RetryPolicy | None = None,
         budgets: Iterable[Budget] = (),
         timeout_s: float | None = 60.0,
+        hedge_after_s: float | None = None,
         slo_s: float = 10.0,
         policy: Callable[..., bool] | None = None,
         start_wall: float = 1_767_225_600.0,  # 2026-01-01T00:00:00Z
@@ -211,11 +478,14 @@ class RoutingLab:
                     f"{p!r} is not a SimulatedProvider",
                     hint="the routing lab replays provider *profiles*; describe real ones with SimulatedProvider(...)",
                 )
+        if hedge_after_s is not None and not hedge_after_s >= 0:
+            raise ValidationError(f"hedge_after_s={hedge_after_s!r} must be >= 0 (or None: no hedging)")
         self.providers = list(providers)
         self.breaker = dict(breaker or {})
         self.retry = retry or RetryPolicy()
         self.budgets = list(budgets)
         self.timeout_s = timeout_s
+        self.hedge_after_s = hedge_after_s
         self.slo_s = slo_s
         self.policy = policy
         self.start_wall = start_wall
@@ -223,7 +493,7 @@ class RoutingLab:
     # ------------------------------------------------------------------ building one run
     def build(self, strategy: Strategy | str, *, seed: int = 0) -> tuple[Router, ManualClock]:
         """A fresh router over fresh copies of the fleet, all on one new :class:`ManualClock`."""
-        clock = ManualClock()
+        clock = _LabClock(self.start_wall)
         fleet = []
         for i, p in enumerate(self.providers):
             q = copy.copy(p)
@@ -232,8 +502,7 @@ class RoutingLab:
             q.rng.seed(seed * 1_000_003 + i)
             fleet.append(q)
         registry = ProviderRegistry(fleet, clock=clock, breaker=self.breaker)
-        start = self.start_wall
-        budgets = BudgetManager(self.budgets, wall=lambda: start + clock.now()) if self.budgets else None
+        budgets = BudgetManager(self.budgets, wall=clock.wall) if self.budgets else None
         strat = copy.deepcopy(strategy) if isinstance(strategy, Strategy) else strategy_from_name(strategy)
         router = Router(
             registry,
@@ -242,6 +511,7 @@ class RoutingLab:
             policy=self.policy,
             retry=self.retry,
             timeout_s=self.timeout_s,
+            hedge_after_s=self.hedge_after_s,
             clock=clock,
             seed=seed,
         )
@@ -255,11 +525,18 @@ class RoutingLab:
         *,
         seed: int = 0,
         outages: Sequence[Outage] = (),
+        stream: bool | float | Sequence[bool] | np.ndarray = False,
         progress: bool = False,
     ) -> SimResult:
-        """Replay ``workload`` through ``strategy``; deterministic for a given ``seed``."""
+        """Replay ``workload`` through ``strategy``; deterministic for a given ``seed``.
+
+        Args:
+            stream: which requests are streamed (``Router.astream``): ``True`` all, a float in
+                [0, 1] that share of them (drawn from ``seed``), or one flag per request.
+        """
         router, clock = self.build(strategy, seed=seed)
-        return _Engine(router, clock, workload, outages, progress).run(self.slo_s)
+        mask = _stream_mask(stream, len(workload), seed)
+        return _Engine(router, clock, workload, outages, progress, mask).run(self.slo_s)
 
     def compare(
         self,
@@ -268,25 +545,67 @@ class RoutingLab:
         *,
         seed: int = 0,
         outages: Sequence[Outage] = (),
+        stream: bool | float | Sequence[bool] | np.ndarray = False,
         progress: bool = False,
-    ) -> pd.DataFrame:
-        """Summaries of several strategies on the same workload, side by side (one row each)."""
+        plot: bool = False,
+    ) -> Any:
+        """Summaries of several strategies on the same workload, side by side (one row each).
+
+        With ``plot=True`` returns ``(table, results, layout)``: the table, the
+        :class:`SimResult` per strategy, and a holoviews layout (Pareto front, latency
+        CDF, provider share) from :mod:`lumina_lab.sim.plots`.
+        """
         import pandas as pd
 
         items = strategies.items() if isinstance(strategies, Mapping) else ((s, s) for s in strategies)
         rows = []
+        results: dict[str, SimResult] = {}
         for name, strategy in items:
-            summary = self.run(workload, strategy, seed=seed, outages=outages, progress=progress).summary()
+            result = self.run(workload, strategy, seed=seed, outages=outages, stream=stream, progress=progress)
+            summary = result.summary()
             summary["strategy"] = name
             rows.append(summary)
-        return pd.DataFrame(rows).set_index("strategy")
+            if plot:
+                results[name] = result
+        table = pd.DataFrame(rows).set_index("strategy")
+        if not plot:
+            return table
+        from .plots import overview
+
+        return table, results, overview(table, results)
+
+
+def _stream_mask(stream: Any, n: int, seed: int) -> list[bool] | None:
+    """One flag per request (None: nothing streamed)."""
+    if stream is None or stream is False:
+        return None
+    if stream is True:
+        return [True] * n
+    if isinstance(stream, (int, float)) and not isinstance(stream, bool):
+        if not 0.0 <= stream <= 1.0:
+            raise ValidationError(f"stream={stream!r}: a share must be in [0, 1]", input=stream)
+        if stream == 0:
+            return None
+        rng = np.random.default_rng([seed, 0x5EED])
+        return (rng.random(n) < stream).tolist()
+    flags = np.asarray(stream, dtype=bool)
+    if flags.shape != (n,):
+        raise ValidationError(
+            f"stream= has {flags.size} flags for {n} requests", hint="pass True, a share in [0, 1], or one flag each"
+        )
+    return flags.tolist() if flags.any() else None
 
 
 class _Engine:
     """The event loop.  Hot path: one arrival, one or more dispatches and completions per request.
 
-    Speed notes (the router's steps themselves are called unchanged):
+    A replay with neither hedging nor a cascade nor streams runs :meth:`_loop_plain`; any of
+    those runs :meth:`_loop_all`, which takes every kind of request and event.  Speed notes for
+    the plain loop (the router's steps themselves are called unchanged):
 
+    * the first dispatch of a request and the completion of a successful call are written
+      out in the loop (the general cases — queueing, refusals, retries, fallbacks — are
+      methods), with what they use bound to locals once per run;
     * heap entries are ``(time, seq, kind, payload)`` with the :class:`_Ctx` itself as
       the payload of completions and retries (no per-event payload tuple);
     * arrivals are merged from a plain list rather than pushed on the heap, and read
@@ -294,11 +613,18 @@ class _Engine:
     * simulated time is written straight into the engine's own ``ManualClock``: the
       engine never sleeps on it, so :meth:`ManualClock.set` would only add a call
       and a check per event;
-    * frequently used bound methods are looked up once per run.
+    * when the strategy has no ``on_result`` hook, a success is accounted with
+      :meth:`Router.account_success` and no response object is built.
     """
 
     def __init__(
-        self, router: Router, clock: ManualClock, workload: Workload, outages: Sequence[Outage], progress: bool
+        self,
+        router: Router,
+        clock: ManualClock,
+        workload: Workload,
+        outages: Sequence[Outage],
+        progress: bool,
+        stream: list[bool] | None = None,
     ) -> None:
         self.router = router
         self.clock = clock
@@ -307,9 +633,13 @@ class _Engine:
         self.heap: list[tuple[float, int, int, Any]] = []
         self.seq = itertools.count()
         self.rows: list[tuple[Any, ...]] = []
-        self.waiting: dict[ProviderState, deque[_Ctx]] = {}
+        self.waiting: dict[ProviderState, deque[Any]] = {}
         self.timeout = router.timeout_s
         self.progress = progress
+        self.stream = stream
+        strategy = router.strategy
+        self.cascade: Cascade | None = strategy if isinstance(strategy, Cascade) else None
+        self.hedge_after = router.hedge_after_s
         for o in outages:
             if o.provider not in self.registry:
                 raise ValidationError(f"outage names unknown provider {o.provider!r}", input=o.provider)
@@ -330,6 +660,7 @@ class _Engine:
         wl = self.workload
         arrivals = wl.arrival_s.tolist()
         make_request = wl.request_factory()
+        plain = self.stream is None and self.cascade is None and self.hedge_after is None
         # A replay allocates several short-lived objects per request, none of them in reference
         # cycles; the cyclic collector would only rescan the growing pile of live ones (about 5%
         # of the run).  Reference counting still frees everything at once; the collector is
@@ -338,39 +669,173 @@ class _Engine:
         gc.disable()
         try:
             wall0 = time.perf_counter()
-            self._loop(arrivals, make_request)
+            (self._loop_plain if plain else self._loop_all)(arrivals, make_request)
             wall_s = time.perf_counter() - wall0
         finally:
             if gc_was_enabled:
                 gc.enable()
         strategy = self.router.strategy.name
-        return SimResult(self.rows, strategy=strategy, workload=wl.name, wall_s=wall_s, slo_s=slo_s)
+        return SimResult(self.rows, strategy=strategy, workload=wl.name, wall_s=wall_s, slo_s=slo_s, router=self.router)
 
-    def _loop(self, arrivals: list[float], make_request: Callable[[int], ChatRequest]) -> None:
+    def _progress(self, n: int) -> Any:
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=n, desc="replaying", unit="req", leave=False)
+
+    # ------------------------------------------------------------------ the plain loop
+    def _loop_plain(self, arrivals: list[float], make_request: Callable[[int], ChatRequest]) -> None:
         n = len(arrivals)
         heap = self.heap
-        heappop = heapq.heappop
+        heappush, heappop = heapq.heappush, heapq.heappop
+        seq = self.seq
         clock = self.clock
         plan = self._plan
+        begin_call = self._begin_call
+        finish_call = self._finish_call
+        account_success = self._account_success
+        wants_results = self._wants_results
+        rows_append = self.rows.append
+        waiting = self.waiting
+        default_timeout = self.timeout
         dispatch = self._dispatch
-        done = self._done
+        refused = self._refused
+        failed = self._failed
+        finish_failed = self._finish_failed
+        wake = self._wake
+        registry = self.registry
         i = 0
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, desc="replaying", unit="req", leave=False)
+        bar = self._progress(n)
+        tick = 1000 if bar is not None else n + 1
         while i < n or heap:
             if i < n and (not heap or arrivals[i] < heap[0][0]):  # timed events first on ties
                 t = arrivals[i]
                 clock._now = t  # arrivals ascend and no event is due before t: time never goes back
                 request = make_request(i)
-                ranked, _ = plan(request)
+                ranked = plan(request)[0]
                 ctx = _Ctx(i, request, t, ranked)
-                if ranked:
+                i += 1
+                if i == tick:
+                    bar.update(1000)  # type: ignore[union-attr]
+                    tick += 1000
+                if not ranked:
+                    finish_failed(ctx, "NoProviderAvailable")
+                    continue
+                # _dispatch(ctx) written out for the first-ranked provider when it has a free slot
+                state = ranked[0]
+                if state.stats.inflight >= state.slot_cap:
+                    dispatch(ctx)  # queues it
+                    continue
+                try:
+                    call = begin_call(state, request, 1)
+                except (CircuitOpen, BudgetExceeded) as exc:
+                    refused(ctx, exc)
                     dispatch(ctx)
+                    continue
+                s = state.provider.sample(request)  # type: ignore[attr-defined]
+                timeout = request.timeout_s
+                if timeout is None:
+                    timeout = default_timeout
+                if s.error is None:
+                    duration = s.duration_s
+                    error = None
                 else:
-                    self._finish_failed(ctx, "NoProviderAvailable")
+                    duration = s.fail_after_s
+                    error = s.error
+                if timeout is not None and duration > timeout:
+                    duration = timeout
+                    error = ProviderTimeout(f"{state.id}: no answer within {timeout}s", provider=state.id)
+                ctx.call = call
+                ctx.sample = s
+                ctx.error = error
+                ctx.duration = duration
+                heappush(heap, (t + duration, next(seq), _DONE, ctx))
+                continue
+            t, _, kind, ctx = heappop(heap)
+            if t > clock._now:
+                clock._now = t
+            if kind == _DONE:
+                if ctx.error is not None:
+                    failed(ctx)
+                    continue
+                # _done(ctx) written out for a successful call
+                call = ctx.call
+                state = call.state
+                s = ctx.sample
+                duration = ctx.duration
+                request = ctx.request
+                if wants_results:  # the strategy reads the answer: build it, as the live path does
+                    response = state.provider.response(request, s, duration)  # type: ignore[attr-defined]
+                    finish_call(call, response)
+                    cost = response.cost_usd
+                else:  # the same accounting without a response nobody reads
+                    cost = state.cost(s.input_tokens, s.output_tokens)
+                    account_success(call, duration, s.ttft_s, cost)
+                arrival = ctx.arrival
+                rows_append(
+                    (
+                        ctx.i,
+                        arrival,
+                        t,
+                        t - arrival,
+                        s.ttft_s + (t - duration - arrival),
+                        True,
+                        state.id,
+                        ctx.attempt,
+                        ctx.tried + 1,
+                        None,
+                        cost,
+                        s.input_tokens,
+                        s.output_tokens,
+                        s.quality_ok,
+                        request.project,
+                        request.task,
+                        False,
+                        False,
+                        0,
+                        1,
+                    )
+                )
+                if waiting:  # a slot of ``state`` is free: the first request queued for it goes
+                    wake(state)
+            elif kind == _RETRY:
+                dispatch(ctx)
+            else:
+                pid, down = ctx
+                registry[pid].provider.down = down  # type: ignore[attr-defined]
+        if bar is not None:
+            bar.close()
+
+    # ------------------------------------------------------------------ the general loop
+    def _loop_all(self, arrivals: list[float], make_request: Callable[[int], ChatRequest]) -> None:
+        """Every kind of request (plain, hedged, cascaded, streamed) and event."""
+        n = len(arrivals)
+        heap = self.heap
+        heappop = heapq.heappop
+        clock = self.clock
+        plan = self._plan
+        stream = self.stream
+        cascade = self.cascade
+        hedge = self.hedge_after
+        i = 0
+        bar = self._progress(n)
+        while i < n or heap:
+            if i < n and (not heap or arrivals[i] < heap[0][0]):
+                t = arrivals[i]
+                clock._now = t
+                request = make_request(i)
+                ranked = plan(request)[0]
+                if not ranked:
+                    self._finish_failed(_Ctx(i, request, t, ranked), "NoProviderAvailable")
+                elif stream is not None and stream[i]:
+                    self._stream_go(_Stream(i, request, t, ranked))
+                elif cascade is not None:
+                    _Cascade(i, request, t, ranked, cascade.max_steps).start(self)
+                elif hedge is not None and len(ranked) > 1:
+                    _Hedge(i, request, t, ranked).start(self)
+                else:
+                    self._dispatch(_Ctx(i, request, t, ranked))
                 i += 1
                 if bar is not None and i % 1000 == 0:
                     bar.update(1000)
@@ -379,24 +844,54 @@ class _Engine:
             if t > clock._now:
                 clock._now = t
             if kind == _DONE:
-                done(obj)
+                self._done(obj)
             elif kind == _RETRY:
-                dispatch(obj)
+                self._dispatch(obj)
+            elif kind == _LEG_DONE:
+                self._leg_done(obj)
+            elif kind == _LEG_RETRY:
+                if obj.alive:
+                    self._leg_go(obj)
+            elif kind == _HEDGE:
+                obj.fire(self)
+            elif kind == _STREAM:
+                self._stream_done(obj)
             else:
                 pid, down = obj
                 self.registry[pid].provider.down = down  # type: ignore[attr-defined]
         if bar is not None:
             bar.close()
 
-    # ------------------------------------------------------------------ steps
+    # ------------------------------------------------------------------ plain steps (Router._fallback_chain)
+    def _outcome(self, state: ProviderState, request: ChatRequest, s: Sample) -> tuple[float, ProviderError | None]:
+        """How long the drawn call takes and how it ends, under the call timeout (as ``Router._timed``)."""
+        timeout = request.timeout_s if request.timeout_s is not None else self.timeout
+        if s.error is not None:
+            duration, error = s.fail_after_s, s.error
+        else:
+            duration, error = s.duration_s, None
+        if timeout is not None and duration > timeout:
+            duration = timeout
+            error = ProviderTimeout(f"{state.id}: no answer within {timeout}s", provider=state.id)
+        return duration, error
+
+    @staticmethod
+    def _refused(ctx: _Ctx, exc: BaseException) -> None:
+        """``begin_call`` refused (breaker or budget): give up on this provider."""
+        ctx.errors += 1
+        if not isinstance(exc, BudgetExceeded):
+            ctx.all_budget = False
+        ctx.tried += 1
+        ctx.idx += 1
+        ctx.attempt = 1
+
     def _dispatch(self, ctx: _Ctx) -> None:
         request = ctx.request
         ranked = ctx.ranked
         n = len(ranked)
         while ctx.idx < n:
             state = ranked[ctx.idx]
-            cap = state.max_concurrency
-            if cap is not None and state.stats.inflight >= cap:
+            if state.stats.inflight >= state.slot_cap:
                 queue = self.waiting.get(state)
                 if queue is None:
                     queue = self.waiting[state] = deque()
@@ -405,23 +900,10 @@ class _Engine:
             try:
                 call = self._begin_call(state, request, ctx.attempt)
             except (CircuitOpen, BudgetExceeded) as exc:
-                ctx.errors += 1
-                if not isinstance(exc, BudgetExceeded):
-                    ctx.all_budget = False
-                ctx.tried += 1
-                ctx.idx += 1
-                ctx.attempt = 1
+                self._refused(ctx, exc)
                 continue
-            provider: SimulatedProvider = state.provider  # type: ignore[assignment]
-            s = provider.sample(request)
-            timeout = request.timeout_s if request.timeout_s is not None else self.timeout
-            if s.error is not None:
-                duration, error = s.fail_after_s, s.error
-            else:
-                duration, error = s.duration_s, None
-            if timeout is not None and duration > timeout:
-                duration = timeout
-                error = ProviderTimeout(f"{state.id}: no answer within {timeout}s", provider=state.id)
+            s = state.provider.sample(request)  # type: ignore[attr-defined]
+            duration, error = self._outcome(state, request, s)
             ctx.call = call
             ctx.sample = s
             ctx.error = error
@@ -431,83 +913,365 @@ class _Engine:
         self._finish_failed(ctx, None)
 
     def _done(self, ctx: _Ctx) -> None:
+        """A call of the plain path ended (the plain loop writes the success case out itself)."""
+        if ctx.error is not None:
+            self._failed(ctx)
+            return
         call = ctx.call
         assert call is not None
         state = call.state
-        error = ctx.error
-        if error is None:
-            s = ctx.sample
-            assert s is not None
-            duration = ctx.duration
-            request = ctx.request
-            if self._wants_results:  # the strategy reads the answer: build it, as the live path does
-                response = state.provider.response(request, s, duration)  # type: ignore[attr-defined]
-                self._finish_call(call, response)
-                cost = response.cost_usd
-            else:  # the same accounting without a response nobody reads
-                cost = state.cost(s.input_tokens, s.output_tokens)
-                self._account_success(call, duration, s.ttft_s, cost)
-            ctx.tried += 1
-            now = self.clock._now
-            arrival = ctx.arrival
-            self.rows.append(
-                (
-                    ctx.i,
-                    arrival,
-                    now,
-                    now - arrival,
-                    s.ttft_s + (now - duration - arrival),
-                    True,
-                    state.id,
-                    ctx.attempt,
-                    ctx.tried,
-                    None,
-                    cost,
-                    s.input_tokens,
-                    s.output_tokens,
-                    s.quality_ok,
-                    request.project,
-                    request.task,
-                )
-            )
+        s = ctx.sample
+        assert s is not None
+        duration = ctx.duration
+        request = ctx.request
+        if self._wants_results:
+            response = state.provider.response(request, s, duration)  # type: ignore[attr-defined]
+            self._finish_call(call, response)
+            cost = response.cost_usd
         else:
-            delay = self._fail_call(call, error)
-            ctx.errors += 1
-            ctx.all_budget = False
-            if delay is not None:
-                ctx.attempt += 1
-                heapq.heappush(self.heap, (self.clock._now + delay, next(self.seq), _RETRY, ctx))
-            else:
-                ctx.tried += 1
-                ctx.idx += 1
-                ctx.attempt = 1
-                self._dispatch(ctx)
-        if self.waiting:  # a slot of ``state`` is free: the first request queued for it goes
-            queue = self.waiting.get(state)
-            if queue:
-                self._dispatch(queue.popleft())
-
-    def _finish_failed(self, ctx: _Ctx, kind: str | None) -> None:
-        if kind is None:
-            kind = "BudgetExceeded" if ctx.errors and ctx.all_budget else "NoProviderAvailable"
+            cost = state.cost(s.input_tokens, s.output_tokens)
+            self._account_success(call, duration, s.ttft_s, cost)
         now = self.clock._now
+        arrival = ctx.arrival
         self.rows.append(
             (
                 ctx.i,
-                ctx.arrival,
+                arrival,
                 now,
-                now - ctx.arrival,
+                now - arrival,
+                s.ttft_s + (now - duration - arrival),
+                True,
+                state.id,
+                ctx.attempt,
+                ctx.tried + 1,
+                None,
+                cost,
+                s.input_tokens,
+                s.output_tokens,
+                s.quality_ok,
+                request.project,
+                request.task,
+                False,
+                False,
+                0,
+                1,
+            )
+        )
+        if self.waiting:
+            self._wake(state)
+
+    def _failed(self, ctx: _Ctx) -> None:
+        """A call of the plain path failed: retry it later, or fall back along the ranking."""
+        call = ctx.call
+        assert call is not None and ctx.error is not None
+        state = call.state
+        delay = self._fail_call(call, ctx.error)
+        ctx.errors += 1
+        ctx.all_budget = False
+        if delay is not None:
+            ctx.attempt += 1
+            heapq.heappush(self.heap, (self.clock._now + delay, next(self.seq), _RETRY, ctx))
+        else:
+            ctx.tried += 1
+            ctx.idx += 1
+            ctx.attempt = 1
+            self._dispatch(ctx)
+        if self.waiting:  # a slot of ``state`` is free: the first request queued for it goes
+            self._wake(state)
+
+    def _wake(self, state: ProviderState) -> None:
+        """A call on ``state`` ended: the first live request queued for one of its slots goes (``_wake``)."""
+        queue = self.waiting.get(state)
+        while queue:
+            item = queue.popleft()
+            kind = type(item)
+            if kind is _Ctx:
+                self._dispatch(item)
+            elif kind is _Leg:
+                if not item.alive:  # a hedge's loser, cancelled while it waited
+                    continue
+                self._leg_go(item)
+            else:
+                self._stream_go(item)
+            return
+
+    def _finish_failed(self, ctx: _Ctx, kind: str | None) -> None:
+        self._failed_row(ctx.i, ctx.request, ctx.arrival, ctx.attempt, ctx.tried, ctx.errors, ctx.all_budget, kind)
+
+    def _failed_row(
+        self,
+        i: int,
+        request: ChatRequest,
+        arrival: float,
+        attempt: int,
+        tried: int,
+        errors: int,
+        all_budget: bool,
+        kind: str | None = None,
+        *,
+        stream: bool = False,
+        failovers: int = 0,
+    ) -> None:
+        """An unanswered request; the error is what the live router raises (``Router._all_failed``)."""
+        if kind is None:
+            kind = "BudgetExceeded" if errors and all_budget else "NoProviderAvailable"
+        now = self.clock._now
+        self.rows.append(
+            (
+                i,
+                arrival,
+                now,
+                now - arrival,
                 float("nan"),
                 False,
                 None,
-                ctx.attempt,
-                ctx.tried,
+                attempt,
+                tried,
                 kind,
                 0.0,
                 0,
                 0,
                 False,
-                ctx.request.project,
-                ctx.request.task,
+                request.project,
+                request.task,
+                False,
+                stream,
+                failovers,
+                0,
             )
         )
+
+    def _fall_back(self, owner: _Hedge, start: int, errors: list[BaseException]) -> None:
+        """Hand a hedged request to the plain path (``_fallback_chain`` over ``ranked[start:]``)."""
+        ctx = _Ctx(owner.i, owner.request, owner.arrival, owner.ranked)
+        ctx.idx = start
+        ctx.tried = start
+        ctx.errors = len(errors)
+        ctx.all_budget = all(isinstance(e, BudgetExceeded) for e in errors)
+        self._dispatch(ctx)
+
+    # ------------------------------------------------------------------ legs (Router._attempts)
+    def _leg_go(self, leg: _Leg) -> None:
+        """Start (or retry) a leg's call, or queue it for a slot."""
+        state = leg.state
+        if state.stats.inflight >= state.slot_cap:
+            queue = self.waiting.get(state)
+            if queue is None:
+                queue = self.waiting[state] = deque()
+            queue.append(leg)
+            leg.phase = _QUEUED
+            return
+        request = leg.request
+        try:
+            call = self._begin_call(state, request, leg.attempt)
+        except (CircuitOpen, BudgetExceeded) as exc:
+            leg.phase = _OVER
+            leg.owner.leg_failed(self, leg, exc)
+            return
+        s = state.provider.sample(request)  # type: ignore[attr-defined]
+        duration, error = self._outcome(state, request, s)
+        leg.call = call
+        leg.sample = s
+        leg.error = error
+        leg.duration = duration
+        leg.phase = _CALLING
+        heapq.heappush(self.heap, (self.clock._now + duration, next(self.seq), _LEG_DONE, leg))
+
+    def _leg_done(self, leg: _Leg) -> None:
+        if not leg.alive:  # abandoned while in flight (its call was accounted then)
+            return
+        call = leg.call
+        assert call is not None
+        state = call.state
+        error = leg.error
+        if error is None:
+            response = state.provider.response(leg.request, leg.sample, leg.duration)  # type: ignore[attr-defined]
+            self._finish_call(call, response)
+            leg.phase = _OVER
+            leg.owner.leg_succeeded(self, leg, response)
+        else:
+            delay = self._fail_call(call, error)
+            if delay is None:
+                leg.phase = _OVER
+                leg.owner.leg_failed(self, leg, error)
+            else:
+                leg.attempt += 1
+                leg.phase = _BACKOFF
+                heapq.heappush(self.heap, (self.clock._now + delay, next(self.seq), _LEG_RETRY, leg))
+        if self.waiting:
+            self._wake(state)
+
+    def _leg_cancel(self, leg: _Leg) -> None:
+        """Cancel a leg (the losing side of a hedge): an in-flight call is abandoned, a pending retry dropped."""
+        if not leg.alive:
+            return
+        leg.alive = False
+        if leg.phase == _CALLING:
+            assert leg.call is not None
+            self.router.abandon_call(leg.call)
+            if self.waiting:
+                self._wake(leg.state)
+        # _QUEUED: skipped when its turn comes; _BACKOFF: its retry event is ignored
+
+    def _answered_row(
+        self,
+        owner: _Hedge | _Cascade,
+        leg: _Leg,
+        response: ChatResponse,
+        *,
+        tried: int,
+        hedged: bool = False,
+        cost: float | None = None,
+        steps: int = 1,
+        first: float | None = None,
+    ) -> None:
+        s = leg.sample
+        assert s is not None
+        now = self.clock._now
+        arrival = owner.arrival
+        if first is None:  # the answer's first token: its call started ``duration`` ago
+            first = now - leg.duration + s.ttft_s
+        request = owner.request
+        self.rows.append(
+            (
+                owner.i,
+                arrival,
+                now,
+                now - arrival,
+                first - arrival,
+                True,
+                leg.state.id,
+                response.attempts,
+                tried,
+                None,
+                response.cost_usd if cost is None else cost,
+                s.input_tokens,
+                s.output_tokens,
+                s.quality_ok,
+                request.project,
+                request.task,
+                hedged,
+                False,
+                0,
+                steps,
+            )
+        )
+
+    # ------------------------------------------------------------------ streams (Router.astream)
+    def _stream_go(self, sc: _Stream) -> None:
+        """Start the stream on the next provider that takes it (or queue for a slot); fail if none is left."""
+        ranked = sc.ranked
+        request = sc.request
+        n = len(ranked)
+        while sc.idx < n:
+            state = ranked[sc.idx]
+            if state.stats.inflight >= state.slot_cap:
+                queue = self.waiting.get(state)
+                if queue is None:
+                    queue = self.waiting[state] = deque()
+                queue.append(sc)
+                return
+            try:
+                call = self._begin_call(state, request, 1)
+            except CircuitOpen:  # a refusing breaker is skipped silently
+                sc.idx += 1
+                continue
+            except BudgetExceeded:
+                sc.errors += 1
+                sc.tried += 1
+                sc.idx += 1
+                continue
+            req = request if not sc.received else _continuation(request, "".join(sc.received))
+            ss: StreamSample = state.provider.stream_sample(req)  # type: ignore[attr-defined]
+            start = self.clock._now
+            timeout = request.timeout_s if request.timeout_s is not None else self.timeout
+            ok = False
+            chunks = 0
+            t_first = start
+            if ss.error is not None:
+                wait = ss.fail_after_s
+                end = start + (timeout if timeout is not None and wait > timeout else wait)
+            elif timeout is not None and ss.ttft_s > timeout:  # no first chunk in time
+                end = start + timeout
+            else:
+                t_first = start + ss.ttft_s
+                per = ss.per_token_s
+                stall = timeout is not None and per > timeout  # every later chunk waits ``per``
+                k = ss.breaks_at
+                n_out = ss.output_tokens
+                if k is not None and not (k >= 2 and stall):  # cut when chunk k is asked for
+                    chunks = k
+                    end = t_first + (k - 1) * per
+                elif (k is not None or n_out >= 2) and stall:  # times out waiting for chunk 1
+                    chunks = 1
+                    end = t_first + timeout  # type: ignore[operator]
+                else:  # the whole answer; the final chunk follows the last word at once
+                    chunks = n_out
+                    end = t_first + (n_out - 1) * per
+                    ok = True
+            sc.call = call
+            sc.sample = ss
+            sc.req = req
+            sc.ok = ok
+            sc.chunks = chunks
+            sc.t_first = t_first
+            heapq.heappush(self.heap, (end, next(self.seq), _STREAM, sc))
+            return
+        self._failed_row(
+            sc.i, request, sc.arrival, 1, sc.tried, sc.errors, sc.all_budget, stream=True, failovers=sc.failovers
+        )
+
+    def _stream_done(self, sc: _Stream) -> None:
+        call = sc.call
+        ss = sc.sample
+        assert call is not None and ss is not None
+        state = call.state
+        provider: SimulatedProvider = state.provider  # type: ignore[assignment]
+        now = self.clock._now
+        if sc.ok:
+            n_in = estimate_tokens(sc.req)  # the usage the live stream reports (the continuation's, after a failover)
+            n_out = ss.output_tokens
+            cost = provider.pricing.cost(n_in, n_out)
+            start = call.started
+            self.router.account_success(call, now - start, sc.t_first - start, cost)
+            first = sc.first if sc.first is not None else sc.t_first
+            request = sc.request
+            arrival = sc.arrival
+            self.rows.append(
+                (
+                    sc.i,
+                    arrival,
+                    now,
+                    now - arrival,
+                    first - arrival,
+                    True,
+                    state.id,
+                    1,
+                    sc.tried + 1,
+                    None,
+                    cost,
+                    n_in,
+                    n_out,
+                    True,
+                    request.project,
+                    request.task,
+                    False,
+                    True,
+                    sc.failovers,
+                    1,
+                )
+            )
+        else:
+            self.router.account_failure(call)
+            if sc.chunks:
+                sc.received.extend(provider.stream_words(ss, sc.chunks))
+                if sc.first is None:
+                    sc.first = sc.t_first
+            sc.errors += 1
+            sc.all_budget = False
+            sc.tried += 1
+            sc.failovers += 1
+            sc.idx += 1
+            self._stream_go(sc)
+        if self.waiting:
+            self._wake(state)

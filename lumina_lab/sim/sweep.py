@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["grid", "sweep"]
 
+_LAB_PARAMETERS = ("timeout_s", "hedge_after_s", "slo_s", "retry", "breaker")
+
 
 def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
     """Cartesian product of parameter axes: ``grid(strategy=["cheapest", "bandit"], seed=range(3))``."""
@@ -35,11 +37,12 @@ def _one(lab: RoutingLab, workload: Workload, point: Mapping[str, Any], outages:
     strategy = point.pop("strategy", "cheapest")
     seed = point.pop("seed", 0)
     options = point.pop("options", {}) or {}
-    lab_overrides = {k: point.pop(k) for k in list(point) if k in ("timeout_s", "slo_s", "retry", "breaker")}
+    stream = point.pop("stream", False)
+    lab_overrides = {k: point.pop(k) for k in list(point) if k in _LAB_PARAMETERS}
     if point:
         raise ValidationError(
             f"unknown sweep parameter(s) {sorted(point)}",
-            hint="use strategy, seed, options (strategy keyword arguments), timeout_s, slo_s, retry, breaker",
+            hint="use strategy, seed, options (strategy keyword arguments), stream, " + ", ".join(_LAB_PARAMETERS),
         )
     if lab_overrides:
         lab = RoutingLab(
@@ -48,16 +51,18 @@ def _one(lab: RoutingLab, workload: Workload, point: Mapping[str, Any], outages:
             retry=lab_overrides.get("retry", lab.retry),
             budgets=lab.budgets,
             timeout_s=lab_overrides.get("timeout_s", lab.timeout_s),
+            hedge_after_s=lab_overrides.get("hedge_after_s", lab.hedge_after_s),
             slo_s=lab_overrides.get("slo_s", lab.slo_s),
             policy=lab.policy,
             start_wall=lab.start_wall,
         )
     strat = strategy_from_name(strategy, **options) if isinstance(strategy, str) else strategy
-    summary = lab.run(workload, strat, seed=seed, outages=outages).summary()
+    summary = lab.run(workload, strat, seed=seed, outages=outages, stream=stream).summary()
     label = strategy if isinstance(strategy, str) else type(strategy).__name__
     return {
         "strategy": label,
         "seed": seed,
+        **({"stream": stream} if stream is not False else {}),
         **{f"opt_{k}": v for k, v in options.items()},
         **{k: v for k, v in lab_overrides.items() if not isinstance(v, (dict, list))},
         **_drop(summary),
@@ -83,7 +88,8 @@ def sweep(
 
     Args:
         points: dicts with ``strategy`` (name or instance), ``seed``, ``options`` (strategy
-            keyword arguments) and optionally ``timeout_s``, ``slo_s``, ``retry``, ``breaker``.
+            keyword arguments) and optionally ``stream`` (as in :meth:`RoutingLab.run`),
+            ``timeout_s``, ``hedge_after_s``, ``slo_s``, ``retry``, ``breaker``.
         dask: ``False`` (serial), ``True`` (a ``LocalCluster`` on this machine), a scheduler
             address such as ``"tcp://10.0.0.5:8786"``, or a ``distributed.Client``.
     """
