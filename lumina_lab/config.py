@@ -57,6 +57,21 @@ class EventSettings(BaseModel):
     )
     batch_size: int = Field(default=5_000, ge=1, le=1_000_000, description="Events per stored batch.")
     fsync: bool = Field(default=True, description="fsync every batch (durable across power loss).")
+    bus: Literal["memory", "nats", "rabbitmq"] = Field(
+        default="memory",
+        description="The event bus: 'memory' (in-process), 'nats' (NATS JetStream) or 'rabbitmq'; "
+        "broker buses carry events between processes and machines (pip install 'lumina-lab[brokers]').",
+    )
+    bus_url: str | None = Field(
+        default=None,
+        description="Broker URL, e.g. nats://127.0.0.1:4222 or amqp://guest:guest@127.0.0.1:5672/ "
+        "(unset: that local default).",
+    )
+    bus_namespace: str = Field(
+        default="lumina",
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description="Separates labs sharing a broker: the JetStream stream (upper-cased) or RabbitMQ exchange.",
+    )
 
 
 class RoutingSettings(BaseModel):

@@ -40,6 +40,15 @@ if TYPE_CHECKING:
 __all__ = ["Lab"]
 
 
+def _store_group(settings: Settings) -> str:
+    """Name of the durable broker consumer that feeds the file store under ``settings.home`` on this host."""
+    import hashlib
+    import socket
+
+    key = f"{socket.gethostname()}:{Path(settings.events_dir).expanduser().resolve()}"
+    return f"event-store-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+
+
 class Lab:
     """Lumina Lab in one process: settings, the event bus, and the event store attached to it.
 
@@ -71,8 +80,29 @@ class Lab:
         from .events.store import open_store
 
         self.store: BufferedEventStore = open_store(settings)
-        self.bus = InProcessBus(queue_size=ev.queue_size, overflow=ev.overflow, retries=ev.handler_retries)
-        self.store.attach(self.bus)
+        store_subscriber = "event-store"
+        if ev.bus == "memory":
+            self.bus = InProcessBus(queue_size=ev.queue_size, overflow=ev.overflow, retries=ev.handler_retries)
+        else:  # a broker: events reach (and come from) other processes and machines
+            from .events.brokers import open_bus
+
+            if ev.store == "file":  # processes sharing this home's files share one durable consumer: stored once
+                store_subscriber = _store_group(settings)
+            try:
+                self.bus = open_bus(
+                    ev.bus,
+                    ev.bus_url,
+                    namespace=ev.bus_namespace,
+                    queue_size=ev.queue_size,
+                    overflow=ev.overflow,
+                    retries=ev.handler_retries,
+                    durable_names=[store_subscriber] if store_subscriber != "event-store" else [],
+                )
+                self.bus.connect_sync()  # fail here, with the URL and the fix, if the broker is unreachable
+            except BaseException:
+                self.store.close()
+                raise
+        self.store.attach(self.bus, name=store_subscriber)
         #: metrics, alerts and span export (``None`` when ``observability.tracing`` and ``.metrics`` are off)
         self.observability: Observability | None = None
         obs = settings.observability

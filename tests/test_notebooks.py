@@ -38,10 +38,93 @@ def _check_live_dashboard(results: dict[str, Any], params: dict[str, Any]) -> No
     assert results["layout"] == {"components": ["overview", "providers"], "theme": "dark"}
 
 
+def _check_policy_lab(results: dict[str, Any], params: dict[str, Any]) -> None:
+    # every request of the Cedar example gets the decision its folder (ALLOW/ or DENY/) expects
+    requests = results["requests"]
+    app = Path(params.get("examples") or ROOT.parent / "shared" / "datasets" / "cedar-examples") / results["app"]
+    if app.is_dir():
+        assert sorted(requests) == sorted(f.relative_to(app).as_posix() for f in app.glob("*/*.json"))
+    assert len(requests) == 8
+    for name, r in requests.items():
+        assert r["decision"] == r["expected"] == name.split("/")[0].lower(), name
+    determining = {name: r["determining"] for name, r in requests.items()}
+    assert determining["DENY/dave_watch_bedtime_show.json"] == "forbid-bedtime-watch-kid-profile"
+    assert determining["ALLOW/charlie_watch_early_access_show.json"] == "early-access-show"
+    assert determining["ALLOW/alice_rent_oscar_movie.json"] == "rent-buy-oscar-movie"
+    assert determining["DENY/bob_watch_paid_movie.json"] == ""  # default deny
+    assert "does not match the schema" in results["schema_error"] and "localTimeOffset" in results["schema_error"]
+    # the grid, the diff of version 2 (and why), and coverage finding the policy that never decides
+    assert results["grid"] == {"requests": 176, "allow": 82, "deny": 94, "no_decision": 0}
+    d12 = results["diff_v1_v2"]
+    assert d12["changed"] == 16 and d12["transitions"] == {"deny->allow": 12, "allow->deny": 4}
+    bedtime = [c for c in d12["changes"] if c["new"] == "deny"]
+    assert {c["viewer"] for c in bedtime} == {"Dave"} and all(c["when"] == "Feb 20 20:30" for c in bedtime)
+    assert all('now forbidden by policy5 "forbid-bedtime-watch-kid-profile" (changed)' in c["why"] for c in bedtime)
+    promo = [c for c in d12["changes"] if c["new"] == "allow"]
+    assert all(c["when"] == "Mar 10 13:00" and 'policy3 "rent-buy-oscar-movie" (changed)' in c["why"] for c in promo)
+    assert d12["policies"] == {
+        "rent-buy-oscar-movie": "changed", "forbid-bedtime-watch-kid-profile": "changed", "premium-rent-any-movie": "new"
+    }
+    assert results["never_determining"] == {"v1": [], "v2": ["premium-rent-any-movie"], "v3": []}
+    d23 = results["diff_v2_v3"]
+    assert d23["changed"] == 4
+    assert {(c["viewer"], c["action"], c["title"], c["old"], c["new"]) for c in d23["changes"]} == {
+        ("Charlie", "rent", "The Gleaming", "deny", "allow")
+    }
+    # enforcement: a clear denial, every decision an event with its timing; shadow mode on the logged requests
+    enf = results["enforcement"]
+    assert enf["denial"].startswith('DENY Subscriber::"Dave" watch Show::"Buddies"')
+    assert 'forbidden by policy5 "forbid-bedtime-watch-kid-profile"' in enf["denial"] and "fix: " in enf["denial"]
+    assert "(policy version 3)" in enf["denial_v3"] and "forbid-bedtime-watch-kid-profile" in enf["denial_v3"]
+    n_logged = results["n_logged"]
+    assert enf["decisions"] == enf["timed_decisions"] == n_logged + 2
+    assert enf["denied_events"] == enf["refused"] + 1 and 0 < enf["refused"] < n_logged
+    shadow = results["shadow"]
+    assert shadow["logged"] == shadow["compared"] == n_logged + 2
+    assert 0 < shadow["different"] == shadow["events"] < n_logged
+    assert results["view"] == {"requests": 20, "changed": 4}
+    assert results["live_version"] == 3
+    assert results["elapsed_s"] < 60
+
+
+def _check_routing_lab(results: dict[str, Any], params: dict[str, Any]) -> None:
+    n = params.get("n_requests", results["n_requests"])
+    strategies = results["strategies"]
+    assert all(s["requests"] == n for s in strategies.values())
+    assert min(strategies, key=lambda s: strategies[s]["cost_usd"]) == "cheapest"
+    # the Pareto front: exactly the strategies no other beats on both cost per answer and quality
+    point = {s: (v["cost_per_1k_usd"], v["quality"]) for s, v in strategies.items()}
+    beaten = {
+        s
+        for s, (c, q) in point.items()
+        if any(c2 <= c and q2 >= q and (c2 < c or q2 > q) for t, (c2, q2) in point.items() if t != s)
+    }
+    assert set(results["pareto"]) == set(strategies) - beaten and {"cheapest", "cascade"} <= set(results["pareto"])
+    assert results["share_sums"] == pytest.approx(dict.fromkeys(strategies, 1.0))
+    assert results["flash_share_during_outage"] == 0
+    # quality-aware routing on RouteLLM's data: disjoint train/test prompts, one router for both data sets
+    assert results["train_test_overlap"] == 0 and results["contaminated_dropped"] > 0
+    for name, anchor in (("gsm8k", 0.35), ("mmlu", 0.45)):  # RouteLLM's best router at 95% of GPT-4's quality
+        q = results["quality"][name]
+        assert q["n_test"] > 500 and q["n_train"] > 500
+        random, learned = q["random"], q["ensemble"]
+        assert random["apgr"] == pytest.approx(0.5)
+        for router in ("knn32", "logreg", "ensemble"):
+            r = q[router]
+            assert 0.5 < r["apgr"] <= 1 and r["quality_at_95"] >= 0.95 * r["quality_strong"] - 1e-9, (name, router)
+            assert r["cost_saving_at_95"] > random["cost_saving_at_95"], (name, router)
+        assert learned["apgr"] > random["apgr"] + 0.05, name
+        assert learned["cost_saving_at_95"] > random["cost_saving_at_95"] + 0.1, name
+        assert learned["cost_saving_at_95"] > anchor - 0.05, name  # near or above RouteLLM's anchor
+    assert results["quality_section_cpu_s"] < 60  # CPU time: wall time depends on what else the machine runs
+
+
 #: notebook stem -> parameters that keep its run short (a notebook checked by nbval keeps its defaults small instead)
 SMALL: dict[str, dict[str, Any]] = {}
 #: notebook stem -> check of the JSON it records (called with the results and the parameters given)
 CHECKS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
+    "03_routing_lab": _check_routing_lab,
+    "05_policy_lab": _check_policy_lab,
     "06_live_dashboard": _check_live_dashboard,
 }
 
@@ -89,6 +172,38 @@ def test_notebook_runs(notebook: Path, tmp_path: Path) -> None:
         assert results.is_file(), f"{notebook.name} recorded no results at results_path"
         if check is not None:
             check(json.loads(results.read_text()), params)
+
+
+@pytest.mark.slow
+def test_05_policy_lab_fails_clearly_without_the_cedar_examples(tmp_path: Path) -> None:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    missing = tmp_path / "no-cedar-examples"
+    with pytest.raises(PapermillExecutionError) as info:
+        pm.execute_notebook(
+            str(ROOT / "notebooks" / "05_policy_lab.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+            cwd=str(tmp_path), progress_bar=False, parameters={"examples": str(missing), "home": str(tmp_path / "home")},
+        )
+    assert info.value.ename == "FileNotFoundError"
+    assert "the Cedar examples are missing" in info.value.evalue and str(missing) in info.value.evalue
+    assert "LUMINA_CEDAR_EXAMPLES" in info.value.evalue
+
+
+@pytest.mark.slow
+def test_03_routing_lab_fails_clearly_without_the_routellm_data(tmp_path: Path) -> None:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    missing = tmp_path / "no-routellm"
+    with pytest.raises(PapermillExecutionError) as info:
+        pm.execute_notebook(
+            str(ROOT / "notebooks" / "03_routing_lab.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+            cwd=str(tmp_path), progress_bar=False, parameters={"routellm": str(missing), "home": str(tmp_path / "home")},
+        )
+    assert info.value.ename == "ConfigError" and info.value.exec_count <= 3  # before the simulations, not after
+    assert "the RouteLLM correctness data is not at" in info.value.evalue and str(missing) in info.value.evalue
+    assert "LUMINA_ROUTELLM" in info.value.evalue
 
 
 def _run_papermill(notebook: Path, params: dict[str, Any], tmp_path: Path) -> None:

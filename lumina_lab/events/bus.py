@@ -29,7 +29,7 @@ import re
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from ..errors import BusClosed, BusError, BusFull, ValidationError
@@ -160,6 +160,8 @@ class Subscription:
         self.retried = 0
         self.dead_lettered = 0
         self.active = True
+        #: ``async (events) -> None`` called after events were handled or dead-lettered (broker acks)
+        self._on_handled: Callable[[Sequence[Event]], Awaitable[None]] | None = None
         self._queue: _BoundedQueue | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -266,6 +268,23 @@ class InProcessBus:
             batch: deliver lists of up to this many events.
             retries: retries of a failing handler before dead-lettering.
         """
+        sub = self._new_subscription(pattern, handler, name, maxsize, overflow, batch, retries)
+        self._add_subscription(sub)
+        return sub
+
+    _subscription_cls: type[Subscription] = Subscription  # broker buses use a subclass
+
+    def _new_subscription(
+        self,
+        pattern: str,
+        handler: Handler,
+        name: str | None,
+        maxsize: int | None,
+        overflow: Overflow | None,
+        batch: int | None,
+        retries: int | None,
+    ) -> Subscription:
+        """Check the arguments of :meth:`subscribe` and build the subscription (not yet attached)."""
         if self._closed:
             raise BusClosed("the bus is closed", hint="create a new bus")
         if not isinstance(pattern, str) or not pattern:
@@ -277,7 +296,7 @@ class InProcessBus:
         name = name or f"sub-{next(self._names)}"
         if any(s.name == name for s in self._subs):
             raise ValidationError(f"a subscriber named {name!r} already exists", hint="pass another name=")
-        sub = Subscription(
+        return self._subscription_cls(
             self,
             name,
             pattern,
@@ -288,6 +307,9 @@ class InProcessBus:
             self.retries if retries is None else retries,
             self.retry_initial_s,
         )
+
+    def _add_subscription(self, sub: Subscription) -> None:
+        """Attach ``sub``; its worker starts now if the bus has a loop, else when it gets one."""
         self._subs.append(sub)
         self._route_cache.clear()
         loop = self._loop
@@ -303,7 +325,6 @@ class InProcessBus:
 
                 loop.call_soon_threadsafe(start)
                 done.wait(5)
-        return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Detach ``sub``; events already queued for it are still handled."""
@@ -540,11 +561,16 @@ class InProcessBus:
                 return
             batch = await q.get_batch(take)
             if batch:
+                done = sub._on_handled  # broker buses acknowledge here: after success or dead-lettering
                 if sub.batch:
                     await self._deliver(sub, batch, len(batch))
+                    if done is not None:
+                        await done(batch)
                 else:
                     for ev in batch:
                         await self._deliver(sub, ev, 1)
+                        if done is not None:
+                            await done((ev,))
             if not len(q):
                 q.idle.set()
 
@@ -599,6 +625,10 @@ class InProcessBus:
             type(exc).__name__,
             exc,
         )
+        self._put_dead_letters(letters)
+
+    def _put_dead_letters(self, letters: list[DeadLetter]) -> None:
+        """Hand ``letters`` to the sink; if it fails, keep them on :attr:`lost_dead_letters`."""
         try:
             self.dead_letters.put_dead_letters(letters)
         except Exception as sink_exc:

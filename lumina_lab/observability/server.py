@@ -1,15 +1,25 @@
-"""The Prometheus endpoint: a WSGI app, a small threaded server, and a handler for the Jupyter server.
+"""The Prometheus endpoint: a WSGI app, a small threaded server, tornado handlers, and metrics of the event log.
 
-``lumina serve`` mounts :func:`metrics_app`; ``lumina metrics serve`` and
-``lab.serve_metrics()`` run :func:`start_metrics_server`; the Jupyter server
-extension registers :func:`jupyter_handler` (a tornado handler class).
+``lumina metrics serve`` and ``lab.serve_metrics()`` run :func:`start_metrics_server`; :func:`metrics_app`
+is a WSGI app and :func:`jupyter_handler` a tornado handler class for embedding the endpoint in another
+server. ``lumina serve`` (``/metrics``) and the Jupyter server extension (``/lumina/metrics``) serve a
+:class:`StoreMetrics`: the metrics of every process on the machine, folded from the shared event log.
 """
 
 from __future__ import annotations
 
+import threading
+from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["MetricsServer", "as_registry", "jupyter_handler", "metrics_app", "start_metrics_server"]
+__all__ = [
+    "MetricsServer",
+    "StoreMetrics",
+    "as_registry",
+    "jupyter_handler",
+    "metrics_app",
+    "start_metrics_server",
+]
 
 
 def as_registry(source: Any = None) -> Any:
@@ -22,7 +32,7 @@ def as_registry(source: Any = None) -> Any:
         from prometheus_client import REGISTRY
 
         return REGISTRY
-    if hasattr(source, "collect"):
+    if hasattr(source, "collect"):  # a registry, a collector, a StoreMetrics
         return source
     metrics = source
     for attr in ("observability", "metrics"):  # Lab -> hub -> Metrics
@@ -87,19 +97,114 @@ def start_metrics_server(port: int = 9464, source: Any = None, *, host: str = "1
     return MetricsServer(httpd, thread, host)
 
 
-def jupyter_handler(source: Any = None) -> Any:
-    """A tornado ``RequestHandler`` class serving the metrics (for the Jupyter server extension).
+def jupyter_handler(source: Any = None, *, base: type | None = None) -> Any:
+    """A tornado ``RequestHandler`` class serving the metrics (the exposition runs in a worker thread).
+
+    Args:
+        source: what :func:`as_registry` accepts (a :class:`StoreMetrics` catches up with the log when read).
+        base: the handler class to derive from. With a Jupyter server's ``JupyterHandler`` (or ``APIHandler``)
+            the endpoint is authenticated like every handler of that server (``tornado.web.authenticated``).
 
     >>> web_app.add_handlers(".*$", [(url_path_join(base, "lumina", "metrics"), jupyter_handler(lab))])  # doctest: +SKIP
     """
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST
     from tornado import web
+    from tornado.ioloop import IOLoop
 
     registry = as_registry(source)
+    parent = base or web.RequestHandler
 
-    class LuminaMetricsHandler(web.RequestHandler):
-        def get(self) -> None:
-            self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-            self.write(generate_latest(registry))
+    async def get(self: Any) -> None:
+        text = await IOLoop.current().run_in_executor(None, exposition, registry)
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(text)
 
-    return LuminaMetricsHandler
+    body = {"get": web.authenticated(get) if base is not None else get}
+    return type("LuminaMetricsHandler", (parent,), body)
+
+
+def exposition(source: Any = None) -> bytes:
+    """The Prometheus text format of ``source`` (see :func:`as_registry`)."""
+    from prometheus_client import generate_latest
+
+    return bytes(generate_latest(as_registry(source)))
+
+
+class StoreMetrics:
+    """:class:`Metrics` of what every process writes to the event log, caught up each time they are read.
+
+    No thread and nothing on the hot path: each scrape (:meth:`collect`) reads the rows stored since the
+    previous one (``store._tail_rows``, as ``lumina events tail`` does), folds them and answers. Counters
+    start at zero when this object is made (``since``), as a Prometheus exporter's do at its start; the
+    windowed gauges (``request_rate``, ``error_rate``) see the events when they are folded, so they lag by
+    at most one scrape interval.
+
+    Args:
+        store: an event store (``lab.store``; the file store sees every process), or a function returning it
+            (opened on first read).
+        since: count events stored from this time on (default: now); ``None``: everything in the log.
+        metrics: the :class:`Metrics` to fold into (default: a new one).
+        max_rows: at most this many rows are folded per read (the rest on the next one).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        since: datetime | str | None = "now",
+        metrics: Any = None,
+        max_rows: int = 200_000,
+    ) -> None:
+        from .metrics import Metrics
+
+        self._store = store
+        self.since: datetime | None = datetime.now(UTC) if since == "now" else since  # type: ignore[assignment]
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.max_rows = max_rows
+        self.folded = 0
+        self.skipped = 0
+        self._state: Any = None
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Any:
+        if callable(self._store) and not hasattr(self._store, "_tail_rows"):
+            self._store = self._store()
+        return self._store
+
+    def catch_up(self) -> int:
+        """Fold what was stored since the last call; return how many events were folded."""
+        with self._lock:
+            store = self.store
+            if len(self._pending) < self.max_rows:
+                rows, self._state = store._tail_rows(self._state, None, self.since if self._state is None else None)
+                self._pending.extend(rows)
+            rows, self._pending = self._pending[: self.max_rows], self._pending[self.max_rows :]
+            events = []
+            for row in rows:
+                try:
+                    events.append(store.registry.load(row))
+                except Exception:  # an event type this process does not know (a newer plugin): not a metric
+                    self.skipped += 1
+            if events:
+                self.metrics.apply_many(events)
+            self.folded += len(events)
+            return len(events)
+
+    def collect(self) -> Any:
+        """Prometheus metric families of the current values (what a registry's ``collect`` gives)."""
+        self.catch_up()
+        return self.metrics.families()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Current values (:meth:`Metrics.snapshot`), caught up first."""
+        self.catch_up()
+        return dict(self.metrics.snapshot())
+
+    def exposition(self) -> str:
+        """The Prometheus text format, caught up first."""
+        return exposition(self).decode()
+
+    def __repr__(self) -> str:
+        return f"StoreMetrics(folded={self.folded}, skipped={self.skipped}, since={self.since})"

@@ -641,7 +641,7 @@ class SpanBuilder:
         self._close(span)
 
     def _policy(self, ev: Any) -> None:
-        ms = getattr(ev, "ms", None)  # decisions carry no timing yet; a zero-length span marks the moment
+        ms = getattr(ev, "ms", None)  # older events lack it: a zero-length span
         span = self._leaf(ev, f"policy {ev.action}", "policy", (ms or 0.0) / 1000.0)
         span.principal = ev.principal
         if ms is not None:

@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -318,11 +319,13 @@ class MemoryGate:
         p = _uid(principal if principal is not None else current_principal(), self.principal_type)
         ents = [self.entity(r) for r in results]
         uids = [format_uid(e["uid"]["type"], e["uid"]["id"]) for e in ents]
+        t0 = time.perf_counter()
         decisions = self.engine._decide([self.engine.request(p, self.action, u, context) for u in uids], _dedupe(ents))
+        ms = (time.perf_counter() - t0) * 1000.0 / len(decisions)  # one batch: each decision's share
         if _wants(self.engine.bus, PolicyDeniedEvent):
             for d in decisions:
                 if not d.allowed:
-                    emit(self.engine.bus, self.engine._denied(d, "memory")[1])  # type: ignore[arg-type]
+                    emit(self.engine.bus, self.engine._denied(d, "memory", ms)[1])  # type: ignore[arg-type]
         return [d.allowed for d in decisions]
 
     def __call__(self, principal: Any, results: Sequence[Any]) -> list[bool]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -260,27 +261,42 @@ class PolicyEngine:
             strict: raise :class:`ValidationError` when the request does not match the schema
                 (otherwise: a ``no_decision`` Decision).
         """
+        decision, ms = self._evaluate(principal, action, resource, context, entities, strict)
+        if self.record == "all" and _wants(self.bus, PolicyDecided):
+            emit(self.bus, self._decided_event(decision, "engine", ms))
+        return decision
+
+    def _evaluate(
+        self, principal: Any, action: Any, resource: Any, context: Mapping[str, Any] | None,
+        entities: Sequence[Mapping[str, Any]] | None, strict: bool,
+    ) -> tuple[Decision, float]:
+        """One decision and the milliseconds it took (nothing published)."""
         req = self.request(principal, action, resource, context)
+        t0 = time.perf_counter()
         decision = self._decide([req], entities)[0]
+        ms = (time.perf_counter() - t0) * 1000.0
         if strict and decision.decision == NO_DECISION:
             raise ValidationError(
                 f"request {req} does not match the schema: {'; '.join(decision.errors)}",
                 input=req.to_json(),
                 hint="check the entity types the action applies to and the context attributes the schema declares",
             )
-        if self.record == "all" and _wants(self.bus, PolicyDecided):
-            emit(self.bus, self._decided_event(decision, "engine"))
-        return decision
+        return decision, ms
 
-    async def aevaluate(self, *args: Any, **kwargs: Any) -> Decision:
+    async def aevaluate(
+        self,
+        principal: Any,
+        action: Any = None,
+        resource: Any = None,
+        context: Mapping[str, Any] | None = None,
+        *,
+        entities: Sequence[Mapping[str, Any]] | None = None,
+        strict: bool = True,
+    ) -> Decision:
         """Async :meth:`evaluate`."""
-        record, self.record = self.record, "none"
-        try:
-            decision = self.evaluate(*args, **kwargs)
-        finally:
-            self.record = record
-        if record == "all" and _wants(self.bus, PolicyDecided):
-            await aemit(self.bus, self._decided_event(decision, "engine"))
+        decision, ms = self._evaluate(principal, action, resource, context, entities, strict)
+        if self.record == "all" and _wants(self.bus, PolicyDecided):
+            await aemit(self.bus, self._decided_event(decision, "engine", ms))
         return decision
 
     def evaluate_batch(
@@ -320,16 +336,16 @@ class PolicyEngine:
 
         return random.random() < self.sample
 
-    def _decided_event(self, d: Decision, point: str) -> PolicyDecided:
+    def _decided_event(self, d: Decision, point: str, ms: float | None = None) -> PolicyDecided:
         r = d.request
         assert r is not None
         return PolicyDecided(
             principal=r.principal, action=r.action, resource=r.resource, context=dict(r.context), decision=d.decision,
             policies=list(d.policies), annotations=dict(d.annotations), errors=list(d.errors), point=point,
-            version=d.version,
+            version=d.version, ms=ms,
         )
 
-    def _denied(self, d: Decision, point: str) -> tuple[PolicyDenied, PolicyDeniedEvent | None]:
+    def _denied(self, d: Decision, point: str, ms: float | None = None) -> tuple[PolicyDenied, PolicyDeniedEvent | None]:
         r = d.request
         assert r is not None
         explanation = d.explain()
@@ -345,7 +361,7 @@ class PolicyEngine:
             event = PolicyDeniedEvent(
                 principal=r.principal, action=r.action, resource=r.resource, context=dict(r.context),
                 policies=list(d.policies), annotations=dict(d.annotations), errors=list(d.errors),
-                explanation=explanation, point=point, version=d.version,
+                explanation=explanation, point=point, version=d.version, ms=ms,
             )
         return exc, event
 
@@ -364,11 +380,13 @@ class PolicyEngine:
         Publishes ``policy.decided`` (and ``policy.denied`` on a denial) when someone subscribes.
         """
         req = self.request(principal, action, resource, context)
+        t0 = time.perf_counter()
         d = self._decide([req], entities)[0]
+        ms = (time.perf_counter() - t0) * 1000.0
         if self._sampled() and _wants(self.bus, PolicyDecided):
-            emit(self.bus, self._decided_event(d, point))
+            emit(self.bus, self._decided_event(d, point, ms))
         if not d.allowed:
-            exc, event = self._denied(d, point)
+            exc, event = self._denied(d, point, ms)
             if event is not None:
                 emit(self.bus, event)
             raise exc
@@ -386,11 +404,13 @@ class PolicyEngine:
     ) -> Decision:
         """Async :meth:`authorize`."""
         req = self.request(principal, action, resource, context)
+        t0 = time.perf_counter()
         d = self._decide([req], entities)[0]
+        ms = (time.perf_counter() - t0) * 1000.0
         if self._sampled() and _wants(self.bus, PolicyDecided):
-            await aemit(self.bus, self._decided_event(d, point))
+            await aemit(self.bus, self._decided_event(d, point, ms))
         if not d.allowed:
-            exc, event = self._denied(d, point)
+            exc, event = self._denied(d, point, ms)
             if event is not None:
                 await aemit(self.bus, event)
             raise exc

@@ -445,7 +445,12 @@ class Simulator:
             return policies.policies, policies.schema or self.schema, policies.number
         if isinstance(policies, PolicyEngine):
             return policies.policies, policies.schema, policies.version
-        return _as_policies(policies), self.schema, None
+        # an unpublished edit (text, a file, Policies) is read against the default schema, else the live
+        # version's, as publishing it would be: without one, datetimes and typed references do not parse
+        schema = self.schema
+        if schema is None and self.store is not None and self.store.live is not None:
+            schema = self.store.live.schema
+        return _as_policies(policies), schema, None
 
     def evaluator(self, policies: Any = None) -> GroupedEvaluator:
         """The (cached) grouped evaluator of a version; builds the parsed state."""

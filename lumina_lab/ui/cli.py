@@ -53,6 +53,22 @@ def _components(value: str | None) -> list[str] | None:
 @click.option("--theme", type=click.Choice(["default", "dark"]), help="Light (default) or dark.")
 @click.option("--since", default="5m", show_default=True, help="Show events from this long ago on.")
 @click.option("--allow-unauthenticated", is_flag=True, help="Allow a non-loopback --address without a login.")
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Serve Prometheus metrics of every process on /metrics.",
+)
+@click.option(
+    "--metrics-token",
+    envvar="LUMINA_SERVE_METRICS_TOKEN",
+    metavar="TOKEN",
+    help="/metrics accepts 'Authorization: Bearer TOKEN' (Prometheus: authorization.credentials); logged-in "
+    "users too [env LUMINA_SERVE_METRICS_TOKEN]. Without it, /metrics is as open as the dashboard.",
+)
+@click.option(
+    "--metrics-public", is_flag=True, help="Serve /metrics without any login even when the dashboard has one."
+)
 @click.option("--show/--no-show", default=False, show_default=True, help="Open a browser tab.")
 def serve(
     address: str,
@@ -72,6 +88,9 @@ def serve(
     theme: str | None,
     since: str,
     allow_unauthenticated: bool,
+    metrics: bool,
+    metrics_token: str | None,
+    metrics_public: bool,
     show: bool,
 ) -> None:
     """Serve the live dashboards (what every process on this machine publishes) to a browser or a team."""
@@ -103,6 +122,9 @@ def serve(
             oauth_encryption_key=oauth_encryption_key,
             num_procs=num_procs,
             allow_unauthenticated=allow_unauthenticated,
+            metrics=metrics,
+            metrics_token=metrics_token,
+            metrics_public=metrics_public,
             since=since,
             show=show,
         )

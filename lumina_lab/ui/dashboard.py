@@ -23,7 +23,7 @@ from ._panel import THEMES, check_theme
 from .base import bus_of, lab_of
 from .metrics import LiveMetrics
 
-__all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "Dashboard", "layouts_dir", "read_layout"]
+__all__ = ["COMPONENTS", "DEFAULT_COMPONENTS", "Dashboard", "components_from_query", "layouts_dir", "read_layout"]
 
 #: component name -> title shown in the chooser
 COMPONENTS = {
@@ -85,6 +85,19 @@ def _check_components(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def components_from_query(value: str | bytes | None) -> list[str] | None:
+    """The views a page asks for with ``?components=overview,providers`` (None when it does not ask).
+
+    Raises a :class:`ConfigError` naming the allowed components for an unknown one.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    names = [n.strip() for n in value.strip("'\"").split(",") if n.strip()]
+    return _check_components(names) if names else None
+
+
 class Dashboard(Viewer):
     """Selectable components over one lab, with themes and saved layouts.
 
@@ -125,6 +138,7 @@ class Dashboard(Viewer):
         theme = check_theme(theme if theme is not None else saved.get("theme", "default"))
         super().__init__(components=chosen, theme=theme, **params)
         self.bus = bus_of(lab, bus)
+        self._query_note: Any = None
         self._routing = routing
         self._metrics: LiveMetrics | None = None
         self._metric_subs: list[Any] = []
@@ -159,10 +173,7 @@ class Dashboard(Viewer):
     def metrics(self) -> LiveMetrics:
         """One :class:`LiveMetrics` shared by the overview and the provider table (subscribed once)."""
         if self._metrics is None:
-            lab = self.lab
-            budgets = lab.budgets.budgets if lab is not None else ()
-            breakers = {s.id: s.breaker.state for s in lab.providers} if lab is not None else None
-            self._metrics = LiveMetrics(budgets=budgets, breakers=breakers)
+            self._metrics = LiveMetrics.of(self.lab)
             self._metric_subs = self._metrics.subscribe(self.bus)
         return self._metrics
 
@@ -269,6 +280,24 @@ class Dashboard(Viewer):
             self.saved_note.object = f"<span style='color:#cf222e;font-size:12px'>{exc}</span>"
 
     # ------------------------------------------------------------------ rendering
+    @classmethod
+    def for_page(cls, lab: Any = None, *, components: Sequence[str] | None = None, **kwargs: Any) -> Dashboard:
+        """The dashboard of one served page: ``?components=...`` in its URL overrides ``components``
+        (an unknown name shows a warning above the default components)."""
+        note = None
+        args = pn.state.session_args if pn.state.curdoc is not None else {}
+        try:
+            asked = components_from_query((args.get("components") or [None])[0])
+        except ConfigError as exc:
+            asked, note = None, pn.pane.Alert(f"?components=: {exc}", alert_type="warning")
+        if asked:
+            components = asked
+            if len(asked) == 1 and "title" in kwargs:
+                kwargs["title"] = f"{kwargs['title']} · {COMPONENTS[asked[0]]}"
+        dash = cls(lab, components=components, **kwargs)
+        dash._query_note = note
+        return dash
+
     def _design(self) -> Any:
         return Native(theme=DarkTheme if self.theme == "dark" else DefaultTheme)
 
@@ -279,7 +308,8 @@ class Dashboard(Viewer):
         """The served page: a Bootstrap template (no external fonts or CDN) with the sidebar and the components.
 
         The theme comes from ``?theme=dark`` in the URL when given; switching it in the sidebar reloads the
-        page with that query.
+        page with that query. ``?components=memory`` (comma-separated) shows only those views: one view per
+        page, as the JupyterLab sidebar opens them.
         """
         doc = pn.state.curdoc
         served = doc is not None and doc.session_context is not None
@@ -289,6 +319,8 @@ class Dashboard(Viewer):
             if asked in THEMES and asked != self.theme:
                 self.theme = asked
             self._served = True
+            if self._query_note is not None:
+                self.main.insert(0, self._query_note)
         return pn.template.BootstrapTemplate(
             title=self.title,
             sidebar=[self.sidebar],

@@ -1,11 +1,20 @@
 """The memory explorer: search a collection, read hits with scores and provenance, see the neighbourhood of a
-hit, the collection's topics and a 2-D map of its embeddings; memory activity arrives by subscription."""
+hit, the collection's topics and a 2-D map of its embeddings; memory activity arrives by subscription.
+
+When the collection is a conversation memory (:class:`~lumina_lab.memory.ConversationMemory`: passed in, or
+found by its persisted graph ``LUMINA_HOME/memory/graphs/<name>.json``), the neighbourhood is its semantic
+graph (the entities, dates, topics, similar and next items linked to the hit) and the topics are its own
+incremental topic model. Any other collection gets an approximation: the nearest neighbours by vector search,
+and topics fitted on the items drawn.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import holoviews as hv
@@ -20,7 +29,14 @@ from .base import LiveView, bus_of, card, esc, lab_of
 
 __all__ = ["MemoryExplorer", "project_2d"]
 
+log = logging.getLogger(__name__)
+
 _MODES = ["vector", "keyword", "hybrid"]
+_NODE_COLORS = {"selected": "#cf222e", "item": "#0969da", "entity": "#1a7f37", "date": "#bf8700", "topic": "#8250df"}
+
+
+def _is_conversation(obj: Any) -> bool:
+    return obj is not None and hasattr(obj, "graph") and hasattr(obj, "topics") and hasattr(obj, "recall")
 
 
 def project_2d(vectors: np.ndarray) -> np.ndarray:
@@ -61,7 +77,10 @@ class MemoryExplorer(LiveView):
 
     Args:
         lab: a :class:`~lumina_lab.lab.Lab` (its ``lab.memory``) — or pass ``memory=`` directly.
-        memory: a :class:`~lumina_lab.memory.VectorMemory`.
+        memory: a :class:`~lumina_lab.memory.VectorMemory`, or a :class:`~lumina_lab.memory.ConversationMemory`
+            (its vector memory, shown on its collection).
+        conversations: conversation memories whose collections get their graph and topics (also found by their
+            persisted graph files under the lab's home).
         bus: where ``memory.*`` events are read from (default: ``lab.bus`` or ``memory.bus``).
         collection: the collection shown first.
         map_limit: items drawn on the map (the first ones stored).
@@ -74,12 +93,20 @@ class MemoryExplorer(LiveView):
         lab: Any = None,
         *,
         memory: Any = None,
+        conversations: Any = (),
         bus: Any = None,
         collection: str | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
         lab = lab_of(lab)
+        self.conversations: dict[str, Any] = {c.name: c for c in conversations}
+        if _is_conversation(memory):
+            self.conversations[memory.name] = memory
+            collection = memory.name if collection is None else collection
+            memory = memory.memory
+        self._home = lab.settings.home if lab is not None else None
+        self._opened: dict[str, Any] = {}  # collection -> ConversationMemory opened from its graph file (or None)
         self.memory = memory if memory is not None else (lab.memory if lab is not None else None)
         if self.memory is None:
             raise LuminaError(
@@ -264,8 +291,37 @@ class MemoryExplorer(LiveView):
             vectors = np.asarray(self.memory.embedder.embed([r.text for r in records]))
         return records, vectors
 
+    def conversation(self, name: str | None = None) -> Any:
+        """The :class:`ConversationMemory` of collection ``name`` (default: the one shown), or None.
+
+        Given ones first; else one whose semantic graph was persisted under the lab's home is opened (once).
+        """
+        name = self.collection.value if name is None else name
+        if name in self.conversations:
+            return self.conversations[name]
+        if name not in self._opened:
+            self._opened[name] = None
+            if self._home is not None and (Path(self._home) / "memory" / "graphs" / f"{name}.json").is_file():
+                try:
+                    from ..memory.conversation import ConversationMemory
+
+                    self._opened[name] = ConversationMemory(self.memory, name=name)
+                except Exception as exc:  # an unreadable graph: the explorer still works without it
+                    log.warning("could not open conversation memory %r: %s", name, exc)
+        return self._opened[name]
+
     def topic_table(self, records: list[Any], vectors: np.ndarray) -> tuple[pd.DataFrame, list[str]]:
-        """Topics of the items (``TopicModel`` from the hierarchical memory, when installed) and each item's label."""
+        """Topics of the items and each item's label: the conversation memory's own topic model when the
+        collection is one, else a ``TopicModel`` fitted on these items."""
+        conv = self.conversation()
+        if conv is not None and conv.topic_model is not None:
+            topics = conv.topics()
+            labels = {t.id: t.label for t in topics}
+            table = pd.DataFrame(
+                [{"topic": t.id, "label": t.label, "size": t.size} for t in topics], columns=["topic", "label", "size"]
+            )
+            of = conv.topic_model.topic_of
+            return table.sort_values("size", ascending=False), [labels.get(of(r.id), "") for r in records]
         try:
             from ..memory.topics import TopicModel
 
@@ -320,7 +376,12 @@ class MemoryExplorer(LiveView):
         )
 
     def neighbourhood(self, item_id: str, k: int = 8) -> Any:
-        """A small graph: the item, its ``k`` nearest neighbours (edge width = cosine), and links among them."""
+        """A small graph around the item: in a conversation memory, its semantic-graph neighbours (entities,
+        dates, topics, similar and next items; the ``2k`` heaviest edges); elsewhere its ``k`` nearest
+        neighbours by vector search (edge width = cosine)."""
+        conv = self.conversation()
+        if conv is not None and f"item:{item_id}" in conv.graph.nodes:
+            return self._graph_neighbourhood(conv.graph, item_id, 2 * k)
         coll = self.memory.collection(self.collection.value)
         rec = coll.get([item_id])
         if not rec:
@@ -358,6 +419,56 @@ class MemoryExplorer(LiveView):
             height=280,
             xaxis=None,
             yaxis=None,
+        )
+
+    def _graph_neighbourhood(self, graph: Any, item_id: str, limit: int) -> Any:
+        centre = graph.node(f"item:{item_id}")
+        edges = graph.neighbours(centre.id)[:limit]
+        n = len(edges)
+        angle = np.linspace(0, 2 * np.pi, max(n, 1), endpoint=False)
+        node_frame = pd.DataFrame(
+            {
+                "x": np.concatenate([[0.0], np.cos(angle)[:n]]),
+                "y": np.concatenate([[0.0], np.sin(angle)[:n]]),
+                "index": [centre.id, *[e.node.id for e in edges]],
+                "text": [_short(centre.label, 70), *[_short(e.node.label, 70) for e in edges]],
+                "kind": ["selected", *[e.node.kind for e in edges]],
+            }
+        )
+        top = max((e.weight for e in edges), default=1.0) or 1.0
+        edge_frame = pd.DataFrame(
+            [
+                {
+                    "source": centre.id,
+                    "target": e.node.id,
+                    "edge": e.kind,
+                    "weight": round(e.weight, 4),
+                    "width": 1.0 + 5.0 * e.weight / top,
+                }
+                for e in edges
+            ],
+            columns=["source", "target", "edge", "weight", "width"],
+        )
+        nodes = hv.Nodes(node_frame, ["x", "y", "index"], ["text", "kind"])
+        graph_el = hv.Graph((edge_frame, nodes), vdims=["edge", "weight", "width"])
+        labels = hv.Labels(node_frame.assign(y=node_frame["y"] - 0.12), ["x", "y"], "text").opts(
+            text_font_size="8pt", text_alpha=0.8
+        )
+        return (
+            graph_el.opts(
+                node_color="kind",
+                cmap=_NODE_COLORS,
+                node_size=14,
+                edge_line_width=hv.dim("width"),
+                edge_alpha=0.6,
+                tools=["hover"],
+                responsive=True,
+                height=280,
+                xaxis=None,
+                yaxis=None,
+                title=f"semantic graph: {n} of {len(graph.neighbours(centre.id))} links",
+            )
+            * labels
         )
 
     def __repr__(self) -> str:

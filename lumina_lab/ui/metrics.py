@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,14 +38,27 @@ def _ts(event: Any) -> float:
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
-    if not values:
+    if not len(values):
         return float("nan")
     import numpy as np
 
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
-def _keep(samples: list[float], value: float, seen: int, cap: int) -> None:
+def _percentiles(values: Any, qs: Sequence[float]) -> list[float]:
+    """Several percentiles of ``values`` in one pass (NaN when empty)."""
+    if not len(values):
+        return [float("nan")] * len(qs)
+    import numpy as np
+
+    return [float(x) for x in np.percentile(np.asarray(values, dtype=float), qs)]
+
+
+def _samples() -> array[float]:
+    return array("d")  # 8 bytes a sample (a list of floats takes 32)
+
+
+def _keep(samples: array[float], value: float, seen: int, cap: int) -> None:
     """Bounded per-second sample list: the first ``cap``, then the most recent replace in turn."""
     if len(samples) < cap:
         samples.append(value)
@@ -59,8 +73,21 @@ class _Second:
     answered: int = 0
     failed: int = 0
     cost: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    ttfts: list[float] = field(default_factory=list)
+    latencies: array[float] = field(default_factory=_samples)
+    ttfts: array[float] = field(default_factory=_samples)
+    summary: tuple[float, float, float] | None = None  # (p50, p95, ttft p50) in s, once the samples are dropped
+
+    def percentiles(self) -> tuple[float, float, float]:
+        """Latency p50, p95 and TTFT p50 of this second (seconds; NaN without calls)."""
+        if self.summary is not None:
+            return self.summary
+        p50, p95 = _percentiles(self.latencies, (50, 95))
+        return p50, p95, _percentile(self.ttfts, 50)
+
+    def compact(self) -> None:
+        """Keep only the figures the time series shows (the second has left every window)."""
+        self.summary = self.percentiles()
+        self.latencies = self.ttfts = _samples()
 
 
 @dataclass
@@ -176,6 +203,32 @@ class LiveMetrics:
         self.last_ts: float | None = None
         self.version = 0  # bumped by every applied event (cheap "anything new?" for refreshers)
         self.breaker_changes: deque[dict[str, Any]] = deque(maxlen=100)
+        self._listeners: list[Callable[[], Any]] = []
+
+    @classmethod
+    def of(cls, lab: Any, **options: Any) -> LiveMetrics:
+        """Metrics seeded from a lab (its budgets, and its providers' current breaker states), or empty for None."""
+        if lab is not None:
+            options.setdefault("budgets", lab.budgets.budgets)
+            options.setdefault("breakers", {s.id: s.breaker.state for s in lab.providers})
+        return cls(**options)
+
+    def on_change(self, fn: Callable[[], Any]) -> Callable[[], None]:
+        """Call ``fn()`` (on the feeding thread) after each batch of events is applied; returns the remover."""
+        self._listeners.append(fn)
+
+        def remove() -> None:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
+        return remove
+
+    def _notify(self) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn()
+            except Exception:  # a listener must not fail (and so re-deliver) the batch
+                pass
 
     # ------------------------------------------------------------------ feeding
     def subscribe(self, bus: Any, *, maxsize: int = 10_000) -> list[Any]:
@@ -189,11 +242,15 @@ class LiveMetrics:
         with self._lock:
             for ev in events:
                 self._apply(ev)
+        if self._listeners:
+            self._notify()
 
     def apply(self, event: Event) -> None:
         """Take one event (thread-safe)."""
         with self._lock:
             self._apply(event)
+        if self._listeners:
+            self._notify()
 
     def _second(self, t: float) -> _Second:
         sec = int(t)
@@ -207,9 +264,20 @@ class LiveMetrics:
         if sec > last:
             for s in range(max(last + 1, sec - (secs.maxlen or 1) + 1), sec + 1):  # gaps are seconds with zero
                 secs.append(_Second(s))
+            self._compact(sec)
             return secs[-1]
         i = len(secs) - 1 - (last - sec)
         return secs[i] if i >= 0 else secs[0]  # older than the history: count it in the oldest second
+
+    def _compact(self, newest: int) -> None:
+        """Drop the samples of seconds older than any window can reach (memory stays flat once the window is
+        full; the history keeps their percentiles)."""
+        cutoff = newest - self.window_s - 2
+        for s in self._seconds:
+            if s.t >= cutoff:
+                break
+            if s.summary is None:
+                s.compact()
 
     def _provider(self, pid: str) -> ProviderLive:
         p = self.providers.get(pid)
@@ -300,8 +368,12 @@ class LiveMetrics:
             requests = sum(s.requests for s in secs)
             answered = sum(s.answered for s in secs)
             failed = sum(s.failed for s in secs)
-            lat = [x for s in secs for x in s.latencies]
-            ttft = [x for s in secs for x in s.ttfts]
+            import numpy as np
+
+            lat = np.concatenate([np.asarray(s.latencies, dtype=float) for s in secs]) if secs else ()
+            ttft = np.concatenate([np.asarray(s.ttfts, dtype=float) for s in secs]) if secs else ()
+            p50, p95, p99 = _percentiles(lat, (50, 95, 99))
+            ttft50, ttft95 = _percentiles(ttft, (50, 95))
             cost = sum(s.cost for s in secs)
             span = self.window_s
             if secs:  # before a full window has passed, the rate is over the seconds seen
@@ -312,11 +384,11 @@ class LiveMetrics:
                 "requests_per_s": requests / span,
                 "answered_per_s": answered / span,
                 "error_rate": failed / calls if calls else 0.0,
-                "p50_ms": _percentile(lat, 50) * 1000,
-                "p95_ms": _percentile(lat, 95) * 1000,
-                "p99_ms": _percentile(lat, 99) * 1000,
-                "ttft_p50_ms": _percentile(ttft, 50) * 1000,
-                "ttft_p95_ms": _percentile(ttft, 95) * 1000,
+                "p50_ms": p50 * 1000,
+                "p95_ms": p95 * 1000,
+                "p99_ms": p99 * 1000,
+                "ttft_p50_ms": ttft50 * 1000,
+                "ttft_p95_ms": ttft95 * 1000,
                 "cost_per_min_usd": cost / span * 60,
                 "cost_usd": self.cost_usd,
                 "calls": self.totals["provider.call.finished"] + self.totals["provider.call.failed"],
@@ -345,6 +417,7 @@ class LiveMetrics:
                 if since is not None and s.t <= since:
                     continue
                 calls = s.answered + s.failed
+                p50, p95, ttft = s.percentiles()
                 rows.append(
                     {
                         "t": s.t,
@@ -352,9 +425,9 @@ class LiveMetrics:
                         "answered": s.answered,
                         "failed": s.failed,
                         "error_rate": s.failed / calls if calls else 0.0,
-                        "p50_ms": _percentile(s.latencies, 50) * 1000,
-                        "p95_ms": _percentile(s.latencies, 95) * 1000,
-                        "ttft_ms": _percentile(s.ttfts, 50) * 1000,
+                        "p50_ms": p50 * 1000,
+                        "p95_ms": p95 * 1000,
+                        "ttft_ms": ttft * 1000,
                         "cost_usd": s.cost,
                     }
                 )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import holoviews as hv
-import pandas as pd
+import numpy as np
 import panel as pn
 import param
+from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.plotting import figure
 
 from .base import LiveView, bus_of, card, esc, lab_of
 from .metrics import SERIES_COLUMNS, LiveMetrics
@@ -16,6 +17,28 @@ from .metrics import SERIES_COLUMNS, LiveMetrics
 __all__ = ["Overview"]
 
 _BREAKER_COLORS = {"closed": "#1a7f37", "half_open": "#bf8700", "half-open": "#bf8700", "open": "#cf222e"}
+_COLORS = ("#30a2da", "#fc4f30", "#e5ae38")  # HoloViews' default cycle, as the other components' plots
+#: (title, unit, [(column, label, color, dash)]) of the two time-series plots
+_PLOTS = (
+    (
+        "Throughput",
+        "per second",
+        [
+            ("requests", "requests", _COLORS[0], "solid"),
+            ("answered", "answered", "#6d904f", "solid"),
+            ("failed", "failed", "#cf222e", "solid"),
+        ],
+    ),
+    (
+        "Latency",
+        "ms",
+        [
+            ("p50_ms", "p50", _COLORS[0], "solid"),
+            ("p95_ms", "p95", _COLORS[1], "solid"),
+            ("ttft_ms", "TTFT p50", _COLORS[2], "dashed"),
+        ],
+    ),
+)
 
 
 def _number(name: str, fmt: str, colors: list[tuple[float, str]] | None = None) -> Any:
@@ -36,10 +59,29 @@ def _usd(value: float) -> str:
     return f"${value:,.2f}" if value >= 100 else f"${value:,.4f}" if value >= 0.01 else f"${value:.6f}"
 
 
-def _empty_series() -> pd.DataFrame:
-    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in SERIES_COLUMNS})
-    frame["time"] = pd.Series(dtype="datetime64[ns]")
-    return frame
+def _series_figure(source: ColumnDataSource, title: str, unit: str, lines: list[tuple[str, str, str, str]]) -> Any:
+    """A streaming Bokeh time series: new points are appended to ``source`` (``stream``), never redrawn."""
+    fig = figure(
+        title=title,
+        x_axis_type="datetime",
+        height=220,
+        sizing_mode="stretch_width",
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+        toolbar_location="right",
+    )
+    for column, label, color, dash in lines:
+        fig.line("time", column, source=source, legend_label=label, color=color, line_dash=dash, line_width=2)
+    fig.yaxis.axis_label = unit
+    fig.legend.location = "top_left"
+    fig.legend.click_policy = "hide"
+    fig.add_tools(
+        HoverTool(
+            tooltips=[("time", "@time{%H:%M:%S}"), *[(label, f"@{{{col}}}{{0,0.0}}") for col, label, _, _ in lines]],
+            formatters={"@time": "datetime"},
+            mode="vline",
+        )
+    )
+    return fig
 
 
 class Overview(LiveView):
@@ -74,9 +116,7 @@ class Overview(LiveView):
         super().__init__(**params)
         lab = lab_of(lab)
         if metrics is None:
-            budgets = lab.budgets.budgets if lab is not None else ()
-            breakers = {s.id: s.breaker.state for s in lab.providers} if lab is not None else None
-            metrics = LiveMetrics(window_s=self.window_s, history_s=self.history_s, budgets=budgets, breakers=breakers)
+            metrics = LiveMetrics.of(lab, window_s=self.window_s, history_s=self.history_s)
             self._subs.extend(metrics.subscribe(bus_of(lab, bus)))
         self.metrics = metrics
         self._seen_version = -1
@@ -96,12 +136,14 @@ class Overview(LiveView):
         self.status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         self.breakers = pn.pane.HTML("", sizing_mode="stretch_width", min_height=30)
         self.budgets = pn.pane.HTML("", sizing_mode="stretch_width", min_height=30)
-        self.buffer = hv.streams.Buffer(_empty_series(), length=self.history_s, index=False)
-        throughput = hv.DynamicMap(self._throughput, streams=[self.buffer])
-        latency = hv.DynamicMap(self._latency, streams=[self.buffer])
+        # the time series: one point per second appended to a bounded source (Bokeh streams only the new rows,
+        # so a point costs ~1 ms, not a redraw; see benchmarks/dashboard_latency.py)
+        self.source = ColumnDataSource({c: np.zeros(0) for c in (*SERIES_COLUMNS, "time")})
         self.plots = pn.Row(
-            pn.pane.HoloViews(throughput, sizing_mode="stretch_width", height=240, backend="bokeh"),
-            pn.pane.HoloViews(latency, sizing_mode="stretch_width", height=240, backend="bokeh"),
+            *[
+                pn.pane.Bokeh(_series_figure(self.source, *spec), sizing_mode="stretch_width", height=240)
+                for spec in _PLOTS
+            ],
             sizing_mode="stretch_width",
         )
         self._layout = card(
@@ -116,29 +158,13 @@ class Overview(LiveView):
             ),
         )
 
-    # ------------------------------------------------------------------ plots
-    @staticmethod
-    def _throughput(data: pd.DataFrame) -> Any:
-        opts = {"responsive": True, "height": 220, "tools": ["hover"], "xlabel": "", "show_grid": True}
-        return (
-            hv.Curve(data, "time", ("requests", "per second"), label="requests").opts(**opts)
-            * hv.Curve(data, "time", ("answered", "per second"), label="answered").opts(**opts)
-            * hv.Curve(data, "time", ("failed", "per second"), label="failed").opts(color="#cf222e", **opts)
-        ).opts(title="Throughput", legend_position="top_left")
-
-    @staticmethod
-    def _latency(data: pd.DataFrame) -> Any:
-        opts = {"responsive": True, "height": 220, "tools": ["hover"], "xlabel": "", "show_grid": True}
-        return (
-            hv.Curve(data, "time", ("p50_ms", "ms"), label="p50").opts(**opts)
-            * hv.Curve(data, "time", ("p95_ms", "ms"), label="p95").opts(**opts)
-            * hv.Curve(data, "time", ("ttft_ms", "ms"), label="TTFT p50").opts(line_dash="dashed", **opts)
-        ).opts(title="Latency", legend_position="top_left")
-
     # ------------------------------------------------------------------ render
     def snapshot(self) -> dict[str, Any]:
         """The figures shown (see :meth:`LiveMetrics.snapshot`)."""
         return self.metrics.snapshot()
+
+    def _change_sources(self) -> list[Any]:
+        return [self.metrics]
 
     def refresh(self) -> None:
         if self.live_clock:
@@ -160,10 +186,11 @@ class Overview(LiveView):
         self.budgets.object = self._budgets_html(snap["budgets"])
         rows = self.metrics.series(since=self._last_t)
         if rows:
-            frame = pd.DataFrame(rows, columns=list(SERIES_COLUMNS))
-            frame["time"] = pd.to_datetime(frame["t"], unit="s")
-            self._last_t = int(frame["t"].iloc[-1])
-            self.buffer.send(frame)
+            rows = rows[-self.history_s :]
+            new = {c: np.array([r[c] for r in rows], dtype=float) for c in SERIES_COLUMNS}
+            new["time"] = new["t"] * 1000.0  # Bokeh datetimes: ms since the epoch
+            self._last_t = int(rows[-1]["t"])
+            self.source.stream(new, rollover=self.history_s)
 
     @staticmethod
     def _breakers_html(breakers: dict[str, str]) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
+import param
 from bokeh.models.widgets.tables import NumberFormatter
 
 from .base import LiveView, bus_of, card, lab_of
@@ -39,6 +40,10 @@ class ProviderTable(LiveView):
         bus: the bus to subscribe to (default: ``lab.bus``).
         metrics: a shared :class:`LiveMetrics`.
     """
+
+    push_ms = param.Integer(
+        default=500, bounds=(0, None), doc="Served: re-render on events at most this often (a whole table)."
+    )
 
     def __init__(self, lab: Any = None, *, bus: Any = None, metrics: LiveMetrics | None = None, **params: Any) -> None:
         super().__init__(**params)
@@ -112,6 +117,9 @@ class ProviderTable(LiveView):
         frame = pd.DataFrame(rows, columns=list(COLUMNS))
         frame["last_error"] = frame["last_error"].fillna("")
         return frame
+
+    def _change_sources(self) -> list[Any]:
+        return [self.metrics]
 
     def refresh(self) -> None:
         version = self.metrics.version

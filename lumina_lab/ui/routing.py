@@ -1,4 +1,5 @@
-"""The routing lab view: strategies side by side, the cost-quality Pareto front, latency CDFs, provider share."""
+"""The routing lab view: strategies side by side, the cost-quality Pareto front, latency CDFs, provider share,
+spend over time. The plots are :mod:`lumina_lab.sim.plots` (the same ones a notebook draws)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import holoviews as hv
-import numpy as np
 import pandas as pd
 import panel as pn
 from bokeh.models.widgets.tables import NumberFormatter
 from panel.viewable import Viewer
 
 from ..errors import ValidationError
+from ..sim.plots import cost_over_time, latency_cdf, pareto_front, pareto_mask, provider_share
 from .base import card, esc
 
-__all__ = ["RoutingLabView", "latency_cdf", "pareto_front", "provider_share"]
+__all__ = ["RoutingLabView", "cost_over_time", "latency_cdf", "pareto_front", "pareto_mask", "provider_share"]
 
 STRATEGIES = ("cheapest", "fastest", "weighted", "least_busy", "round_robin", "bandit")
-_CDF_POINTS = 300
 
 
 def _results(results: Any) -> dict[str, Any]:
@@ -41,84 +41,6 @@ def summary_table(results: Mapping[str, Any]) -> pd.DataFrame:
         s["strategy"] = name
         rows.append(s)
     return pd.DataFrame(rows).set_index("strategy") if rows else pd.DataFrame()
-
-
-def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    """Which points no other point beats on both cheaper-or-equal cost and better-or-equal quality."""
-    n = len(cost)
-    keep = np.ones(n, dtype=bool)
-    for i in range(n):
-        dominated = (cost <= cost[i]) & (quality >= quality[i]) & ((cost < cost[i]) | (quality > quality[i]))
-        keep[i] = not dominated.any()
-    return keep
-
-
-def pareto_front(table: pd.DataFrame, *, cost: str = "cost_per_1k_usd", quality: str = "quality") -> Any:
-    """Cost per 1,000 answers against quality, one point per strategy; the Pareto-optimal ones joined."""
-    frame = table.reset_index()
-    if quality not in frame or frame[quality].isna().all():
-        quality = "success_rate"
-    frame = frame.dropna(subset=[cost, quality])
-    mask = pareto_mask(frame[cost].to_numpy(float), frame[quality].to_numpy(float))
-    frame = frame.assign(pareto=np.where(mask, "Pareto-optimal", "dominated"))
-    front = frame[mask].sort_values(cost)
-    points = hv.Points(frame, [cost, quality], ["strategy", "pareto", "p95_s", "success_rate"]).opts(
-        color="pareto",
-        cmap={"Pareto-optimal": "#0969da", "dominated": "#8c959f"},
-        size=11,
-        tools=["hover"],
-        show_legend=True,
-        legend_position="bottom_right",
-    )
-    labels = hv.Labels(frame, [cost, quality], "strategy").opts(
-        text_font_size="9pt", yoffset=0.004, text_color="#57606a"
-    )
-    line = hv.Curve(front, cost, quality).opts(color="#0969da", line_dash="dashed")
-    return (line * points * labels).opts(
-        title="Cost vs quality (Pareto front)",
-        xlabel="$ per 1,000 answers",
-        ylabel=quality.replace("_", " "),
-        responsive=True,
-        height=300,
-        show_grid=True,
-        padding=0.15,
-    )
-
-
-def latency_cdf(results: Mapping[str, Any], *, points: int = _CDF_POINTS) -> Any:
-    """The distribution of answered requests' latency per strategy (at most ``points`` per curve)."""
-    curves = []
-    for name, r in results.items():
-        lat = np.sort(r.frame.loc[r.frame["ok"], "latency_s"].to_numpy(float))
-        if not len(lat):
-            continue
-        q = np.linspace(0, 1, min(points, len(lat)))
-        xs = np.quantile(lat, q)
-        curves.append(hv.Curve((xs, q), ("latency_s", "latency (s)"), ("share", "share of answers"), label=name))
-    if not curves:
-        return hv.Div("<i>no answered requests</i>")
-    return hv.Overlay(curves).opts(
-        title="Latency CDF", responsive=True, height=300, legend_position="bottom_right", show_grid=True
-    )
-
-
-def provider_share(results: Mapping[str, Any]) -> Any:
-    """Answered requests per provider, stacked per strategy."""
-    rows = []
-    for name, r in results.items():
-        for _, row in r.share().iterrows():
-            rows.append({"strategy": name, "provider": row["provider"], "requests": int(row["requests"])})
-    if not rows:
-        return hv.Div("<i>no answered requests</i>")
-    return hv.Bars(pd.DataFrame(rows), ["strategy", "provider"], "requests").opts(
-        stacked=True,
-        title="Provider share",
-        responsive=True,
-        height=300,
-        tools=["hover"],
-        legend_position="right",
-        xrotation=20,
-    )
 
 
 class RoutingLabView(Viewer):
@@ -184,6 +106,7 @@ class RoutingLabView(Viewer):
         self.pareto = pn.pane.HoloViews(hv.Div(""), sizing_mode="stretch_width", height=320, backend="bokeh")
         self.cdf = pn.pane.HoloViews(hv.Div(""), sizing_mode="stretch_width", height=320, backend="bokeh")
         self.share = pn.pane.HoloViews(hv.Div(""), sizing_mode="stretch_width", height=320, backend="bokeh")
+        self.spend = pn.pane.HoloViews(hv.Div(""), sizing_mode="stretch_width", height=320, backend="bokeh")
         runnable = (lab is not None and workload is not None) or replay is not None
         controls = [self.choice, self.seed, self.button, self.note] if runnable else [self.note]
         self._layout = card(
@@ -191,7 +114,7 @@ class RoutingLabView(Viewer):
             pn.Row(*controls),
             self.table,
             pn.Row(self.pareto, self.cdf, sizing_mode="stretch_width"),
-            self.share,
+            pn.Row(self.share, self.spend, sizing_mode="stretch_width"),
         )
         self._render()
 
@@ -255,6 +178,7 @@ class RoutingLabView(Viewer):
         self.pareto.object = pareto_front(table)
         self.cdf.object = latency_cdf(self.results)
         self.share.object = provider_share(self.results)
+        self.spend.object = cost_over_time(self.results, by="strategy")
 
     def __panel__(self) -> Any:
         return self._layout

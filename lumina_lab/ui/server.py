@@ -7,10 +7,23 @@ kernels, ``lumina demo``, this server). Authentication is Panel's: a password (o
 ``{"user": "password"}``) with a login page and a signed cookie, or an OAuth/OIDC provider
 (GitHub, Google, Azure, Okta, Auth0, generic OIDC...). Serving on an address other than loopback without
 authentication is refused unless explicitly allowed.
+
+Pages: ``/`` is the dashboard; ``/?components=memory`` (comma-separated names) shows only those views, which
+is how the JupyterLab sidebar opens one view in a Lab tab; ``?theme=dark`` picks the theme.
+
+``/metrics`` is the Prometheus endpoint: the metrics of every process on the machine, folded from the shared
+event log (:class:`~lumina_lab.observability.server.StoreMetrics`). Who may read it (:func:`metrics_access`):
+
+* ``--metrics-token TOKEN``: a scraper sending ``Authorization: Bearer TOKEN`` (Prometheus:
+  ``authorization: {credentials: TOKEN}``), or a user logged in to the dashboard;
+* otherwise, when the dashboard has a login: only logged-in users (Prometheus cannot log in: give it a token);
+* otherwise (loopback, or ``--allow-unauthenticated``): anyone who can open the dashboard;
+* ``--metrics-public``: anyone, even when the dashboard has a login; ``--no-metrics``: no endpoint.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import os
@@ -21,10 +34,12 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["ServeOptions", "check_options", "make_app", "serve"]
+__all__ = ["METRICS_ACCESS", "ServeOptions", "check_options", "make_app", "metrics_access", "serve"]
 
 log = logging.getLogger(__name__)
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+#: who may read ``/metrics``: anyone, logged-in users, a bearer token (or logged-in users), nobody (not mounted)
+METRICS_ACCESS = ("open", "login", "token", "off")
 
 
 def _is_loopback(address: str) -> bool:
@@ -37,11 +52,44 @@ def _is_loopback(address: str) -> bool:
 
 
 class ServeOptions(dict):  # type: ignore[type-arg]
-    """The keyword arguments given to ``panel.serve`` (a dict, shown without secrets)."""
+    """The keyword arguments given to ``panel.serve`` (a dict, shown without secrets), and who may read
+    ``/metrics`` (:attr:`metrics`, one of :data:`METRICS_ACCESS`, and :attr:`metrics_token`)."""
+
+    metrics: str = "open"
+    metrics_token: str | None = None
 
     def __repr__(self) -> str:
         hidden = {"basic_auth", "cookie_secret", "oauth_secret", "oauth_encryption_key"}
-        return "ServeOptions(" + ", ".join(f"{k}={'***' if k in hidden and v else v!r}" for k, v in self.items()) + ")"
+        items = ", ".join(f"{k}={'***' if k in hidden and v else v!r}" for k, v in self.items())
+        return f"ServeOptions({items}, metrics={self.metrics!r})"
+
+
+def metrics_access(
+    *, authenticated: bool, metrics: bool = True, metrics_token: str | None = None, metrics_public: bool = False
+) -> str:
+    """Who may read ``/metrics`` (one of :data:`METRICS_ACCESS`), from the serving options.
+
+    Safe by default: the endpoint is never more open than the dashboard unless ``metrics_public`` says so.
+    """
+    if not metrics:
+        return "off"
+    if metrics_token is not None and metrics_public:
+        raise ConfigError(
+            "--metrics-token and --metrics-public contradict each other",
+            key="metrics_token",
+            hint="a token protects /metrics; --metrics-public opens it to anyone: choose one",
+        )
+    if metrics_token is not None:
+        if len(metrics_token) < 16:
+            raise ConfigError(
+                "the metrics token is shorter than 16 characters",
+                key="metrics_token",
+                hint="use a long random token, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            )
+        return "token"
+    if metrics_public:
+        return "open"
+    return "login" if authenticated else "open"
 
 
 def check_options(
@@ -59,6 +107,9 @@ def check_options(
     oauth_encryption_key: str | None = None,
     num_procs: int = 1,
     allow_unauthenticated: bool = False,
+    metrics: bool = True,
+    metrics_token: str | None = None,
+    metrics_public: bool = False,
 ) -> ServeOptions:
     """Validate serving options and turn them into ``panel.serve`` arguments (one clear error per mistake)."""
     if not isinstance(port, int) or not 0 <= port <= 65535:
@@ -104,6 +155,10 @@ def check_options(
             "or pass --allow-unauthenticated",
         )
     opts = ServeOptions(address=address, port=port, num_procs=num_procs)
+    opts.metrics = metrics_access(
+        authenticated=authenticated, metrics=metrics, metrics_token=metrics_token, metrics_public=metrics_public
+    )
+    opts.metrics_token = metrics_token
     origins = list(allow_websocket_origin or [])
     if not origins:
         host = "localhost" if address in ("127.0.0.1", "0.0.0.0", "::", "") else address
@@ -128,29 +183,58 @@ def check_options(
 class _Shared:
     """The lab and feed of this process (made on first session: after a ``--num-procs`` fork)."""
 
-    def __init__(self, lab: Any, feed: bool, since: str | None) -> None:
+    #: seconds between looks at the event log for other processes' events (the feed; see StoreFeed)
+    feed_poll_s = 0.2
+
+    def __init__(self, lab: Any, feed: bool, since: str | None, bus: Any = None) -> None:
+        from datetime import UTC, datetime
+
         self._lab = lab
+        self._bus = bus
         self._own = lab is None
         self.feed_enabled = feed
         self.since = since
+        self.started = datetime.now(UTC)  # metrics count from the server's start (before a --num-procs fork)
         self._pid: int | None = None
         self._feed: Any = None
-        self._lock = threading.Lock()
+        self._metrics: Any = None
+        self._lock = threading.RLock()
+
+    def _this_process(self) -> None:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._feed = self._metrics = None
+            if self._own:
+                from ..lab import Lab
+
+                self._lab = Lab()
 
     def get(self) -> tuple[Any, Any]:
         with self._lock:
-            if self._pid != os.getpid():
-                self._pid = os.getpid()
-                if self._own:
-                    from ..lab import Lab
+            self._this_process()
+            if self._bus is not None:
+                return self._lab, self._bus
+            if self._feed is None and self.feed_enabled:
+                from .feed import StoreFeed
 
-                    self._lab = Lab()
-                if self.feed_enabled:
-                    from .feed import StoreFeed
-
-                    self._feed = StoreFeed(self._lab.store, since=self.since).start()
+                self._feed = StoreFeed(self._lab.store, since=self.since, poll_s=self.feed_poll_s).start()
             bus = self._feed.bus if self._feed is not None else self._lab.bus
             return self._lab, bus
+
+    def metrics(self) -> Any:
+        """What ``/metrics`` shows: every process's events from the event log (a given lab without the feed:
+        that lab's own metrics when it has them)."""
+        with self._lock:
+            self._this_process()
+            if self._metrics is None:
+                obs = getattr(self._lab, "observability", None)
+                if not self.feed_enabled and obs is not None and obs.metrics is not None:
+                    self._metrics = obs.metrics
+                else:
+                    from ..observability.server import StoreMetrics
+
+                    self._metrics = StoreMetrics(self._lab.store, since=self.started)
+            return self._metrics
 
     def close(self) -> None:
         if self._feed is not None:
@@ -168,6 +252,7 @@ def make_app(
     title: str = "Lumina Lab",
     feed: bool = True,
     since: str | None = "5m",
+    bus: Any = None,
 ) -> Any:
     """A function that builds one session's page (what ``panel.serve`` calls for each browser session).
 
@@ -175,20 +260,69 @@ def make_app(
         lab: the lab to show (default: a :class:`Lab` on the configured home, made in each server process).
         feed: follow the event log (every process) rather than only ``lab.bus`` (this process).
         since: with ``feed``, start from events this long ago.
+        bus: show what is published on this bus (instead of the feed or ``lab.bus``; one process).
     """
     from ._panel import require_panel
 
     require_panel()
-    shared = _Shared(lab, feed, since)
+    shared = _Shared(lab, feed and bus is None, since, bus)
 
     def app() -> Any:
         from .dashboard import Dashboard
 
         the_lab, bus = shared.get()
-        return Dashboard(the_lab, bus=bus, components=components, layout=layout, theme=theme, title=title).template()
+        return Dashboard.for_page(
+            the_lab, bus=bus, components=components, layout=layout, theme=theme, title=title
+        ).template()
 
     app.shared = shared  # type: ignore[attr-defined]
     return app
+
+
+def metrics_handler(source: Any, access: str = "open", token: str | None = None) -> Any:
+    """The tornado handler of ``/metrics`` in the Panel server (``source``: a function returning what
+    :func:`~lumina_lab.observability.server.as_registry` accepts; ``access``: see :func:`metrics_access`)."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+    from tornado import web
+    from tornado.ioloop import IOLoop
+
+    from ..observability.metrics import need_prometheus_client
+    from ..observability.server import exposition
+
+    need_prometheus_client()
+    if access not in METRICS_ACCESS:
+        raise ConfigError(f"metrics access {access!r}", key="metrics", allowed=", ".join(METRICS_ACCESS))
+    expected = token.encode() if token else None
+
+    class LuminaMetricsHandler(web.RequestHandler):
+        async def _allowed(self) -> bool:
+            if access == "open":
+                return True
+            scheme, _, credentials = self.request.headers.get("Authorization", "").partition(" ")
+            if expected is not None and scheme.lower() == "bearer":
+                return hmac.compare_digest(credentials.strip().encode(), expected)
+            provider = getattr(self.application, "auth_provider", None)  # a user logged in to the dashboard
+            if provider is None:
+                return False
+            if getattr(provider, "get_user", None) is not None:
+                return bool(provider.get_user(self))
+            if getattr(provider, "get_user_async", None) is not None:
+                return bool(await provider.get_user_async(self))
+            return False
+
+        async def get(self) -> None:
+            if not await self._allowed():
+                self.set_status(401)
+                self.set_header("WWW-Authenticate", 'Bearer realm="lumina metrics"')
+                hint = "send Authorization: Bearer TOKEN (lumina serve --metrics-token)" if expected else "log in first"
+                self.finish(f"401: /metrics needs authentication: {hint}\n")
+                return
+            text = await IOLoop.current().run_in_executor(None, lambda: exposition(source()))
+            self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.set_header("Cache-Control", "no-store")
+            self.finish(text)
+
+    return LuminaMetricsHandler
 
 
 def serve(
@@ -211,8 +345,12 @@ def serve(
     oauth_encryption_key: str | None = None,
     num_procs: int = 1,
     allow_unauthenticated: bool = False,
+    metrics: bool = True,
+    metrics_token: str | None = None,
+    metrics_public: bool = False,
     feed: bool = True,
     since: str | None = "5m",
+    bus: Any = None,
     show: bool = False,
     threaded: bool = False,
     verbose: bool = True,
@@ -231,7 +369,10 @@ def serve(
             Panel's OAuth options (``github``, ``google``, ``azure``, ``okta``, ``auth0``, ``generic``...).
         num_procs: server processes (forked; each makes its own lab and feed).
         allow_unauthenticated: allow a non-loopback address without authentication.
+        metrics / metrics_token / metrics_public: the Prometheus endpoint ``/metrics`` and who may read it
+            (see :func:`metrics_access`: by default no more than who may see the dashboard).
         feed: follow the event log of every process (else only ``lab.bus``).
+        bus: show what is published on this bus instead (one process; a benchmark's or a test's).
         show: open a browser.
     """
     from ._panel import require_panel
@@ -251,6 +392,9 @@ def serve(
         oauth_encryption_key=oauth_encryption_key,
         num_procs=num_procs,
         allow_unauthenticated=allow_unauthenticated,
+        metrics=metrics,
+        metrics_token=metrics_token,
+        metrics_public=metrics_public,
     )
     from .dashboard import _check_components, read_layout
 
@@ -262,14 +406,20 @@ def serve(
         from ._panel import check_theme
 
         check_theme(theme)
-    app = make_app(lab, components=components, layout=layout, theme=theme, title=title, feed=feed, since=since)
+    app = make_app(lab, components=components, layout=layout, theme=theme, title=title, feed=feed, since=since, bus=bus)
     if threaded and opts.get("num_procs", 1) != 1:
         raise ConfigError(
             "a threaded server runs in one process", key="num_procs", hint="use num_procs=1 with threaded=True"
         )
+    extra = []
+    if opts.metrics != "off":
+        extra.append((r"/metrics", metrics_handler(app.shared.metrics, opts.metrics, opts.metrics_token)))
+        if opts.metrics == "login":
+            log.warning("/metrics needs a dashboard login; give Prometheus a token with --metrics-token")
     log.info("serving the dashboard with %r", opts)
     server = pn.serve(
         {"/": app},
+        extra_patterns=extra,
         title=title,
         show=show,
         threaded=threaded,

@@ -21,7 +21,7 @@ from lumina_lab import Lab
 from lumina_lab.events import Event, event
 from lumina_lab.providers.events import BreakerChanged, CallFinished
 
-GET_ROUTES = ["status", "providers", "budgets", "events", "memory", "policy", "snapshot", "templates"]
+GET_ROUTES = ["status", "providers", "budgets", "events", "memory", "policy", "snapshot", "templates", "metrics"]
 
 
 @event("test.jlab.ping")
@@ -146,6 +146,32 @@ def test_providers_budgets_and_events_from_the_shared_store(run, jp_fetch, lumin
     snap = _get(run, jp_fetch, "snapshot", events="3")
     assert set(snap) >= {"status", "providers", "budgets", "memory", "policy", "events"}
     assert len(snap["events"]) == 3 and snap["status"]["server"]["clients"] == 0
+
+
+def test_prometheus_metrics_count_requests_routed_by_any_lab(run, jp_fetch) -> None:
+    """``/lumina/metrics``: what a Lab (here: this process, like a kernel) routes, scraped with the server's token."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        response = run(jp_fetch("lumina", "metrics"))
+        assert response.code == 200 and response.headers["Content-Type"].startswith("text/plain; version=")
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(response.body.decode())
+            for s in fam.samples
+        }
+
+    assert sum(v for (name, _), v in scrape().items() if name == "lumina_requests_total") == 0
+    with Lab() as lab:
+        answers = [lab.ask("count me", max_tokens=8) for _ in range(3)]
+        lab.sync()
+    samples = scrape()
+    assert sum(v for (name, _), v in samples.items() if name == "lumina_requests_total") == 3
+    provider = answers[0].provider
+    ok = [v for (name, labels), v in samples.items()
+          if name == "lumina_provider_calls_total" and ("outcome", "ok") in labels and ("provider", provider) in labels]
+    assert ok and ok[0] >= 1
+    assert samples[("lumina_events_observed_total", ())] >= 6  # routed + started + finished per request
 
 
 def test_user_mistakes_answer_400_with_the_fix(run, jp_fetch) -> None:

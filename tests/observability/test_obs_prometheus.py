@@ -179,6 +179,59 @@ async def test_the_jupyter_server_handler_serves_the_same_text() -> None:
     assert seen["status"].startswith("200") and b'lumina_requests_total{strategy="cheapest"} 1.0' in body
 
 
+def _requests(text: str) -> float:
+    return sum(v for (name, _), v in _samples(text).items() if name == "lumina_requests_total")
+
+
+@pytest.mark.parametrize("store", ["memory", "file"])
+def test_store_metrics_fold_the_event_log_when_scraped(store: str) -> None:
+    """What `lumina serve` and the Jupyter extension expose: every process's events, read from the log at scrape
+    time, counted from the endpoint's start (``since``)."""
+    from lumina_lab.observability.server import StoreMetrics
+
+    with Lab(profile="test", events={"store": store}) as lab:
+        lab.ask("before the endpoint", max_tokens=8)
+        lab.sync()
+        endpoint = StoreMetrics(lambda: lab.store)  # opened on first scrape, counting from now
+        everything = StoreMetrics(lab.store, since=None)
+        assert _requests(endpoint.exposition()) == 0
+        for _ in range(2):
+            lab.ask("after", max_tokens=8)
+        lab.sync()
+        assert _requests(endpoint.exposition()) == 2
+        assert _requests(endpoint.exposition()) == 2  # nothing folded twice
+        assert _requests(everything.exposition()) == 3
+        snap = endpoint.snapshot()
+        assert snap["requests_total"] == 2 and snap["calls_total"] >= 2 and endpoint.folded >= 6
+
+
+async def test_jupyter_handler_with_a_base_class_is_authenticated() -> None:
+    from tornado.httpserver import HTTPServer
+    from tornado.web import Application, RequestHandler
+
+    from lumina_lab.observability import Metrics, jupyter_handler
+
+    class TokenHandler(RequestHandler):
+        def get_current_user(self) -> str | None:
+            return "ann" if self.request.headers.get("Authorization") == "token t0k" else None
+
+        def get_login_url(self) -> str:
+            return "/login"
+
+    app = Application([(r"/lumina/metrics", jupyter_handler(Metrics(), base=TokenHandler))])
+    server = HTTPServer(app)
+    port = _free_port()
+    server.listen(port, address="127.0.0.1")
+    try:
+        async with httpx.AsyncClient(follow_redirects=False) as client:
+            refused = await client.get(f"http://127.0.0.1:{port}/lumina/metrics")
+            served = await client.get(f"http://127.0.0.1:{port}/lumina/metrics", headers={"Authorization": "token t0k"})
+    finally:
+        server.stop()
+    assert refused.status_code in (302, 403) and served.status_code == 200
+    assert "lumina_events_observed_total 0.0" in served.text
+
+
 def test_observability_imports_nothing_heavy() -> None:
     import json
     import subprocess

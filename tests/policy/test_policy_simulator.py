@@ -183,3 +183,26 @@ def test_the_benchmark_policy_set_equals_cedarpy_with_its_schema(seed: int) -> N
     assert m.evaluation.stats["evaluations"] < len(rs) / 5
     cov = sim.coverage(rs)
     assert not cov.never_determining  # every rule of the realistic set decides something
+
+
+def test_unpublished_edits_are_read_against_the_live_version_s_schema() -> None:
+    # datetimes (in entities and in the context) parse only with the schema: an edit simulated from a
+    # store-backed simulator (as the policy simulator view does) must not lose it
+    schema = """
+    entity User; entity Show = { releaseDate: datetime };
+    action watch appliesTo { principal: [User], resource: [Show], context: { now: datetime } };
+    """
+    text = '@id("released") permit(principal, action == Action::"watch", resource) when { context.now >= resource.releaseDate };'
+    store = PolicyStore()
+    store.publish(text, schema)
+    entities = [
+        {"uid": {"type": "User", "id": "ann"}, "attrs": {}, "parents": []},
+        {"uid": {"type": "Show", "id": "s"}, "attrs": {"releaseDate": "2025-02-21"}, "parents": []},
+    ]
+    sim = Simulator(store=store, entities=entities, progress=False)
+    rs = RequestSet.grid(['User::"ann"'], ["watch"], ['Show::"s"'], [{"now": {"fn": "datetime", "arg": "2025-03-01"}}])
+    published, edited = sim.run(rs, policies=1), sim.run(rs, policies=text)
+    assert list(published.frame["decision"]) == list(edited.frame["decision"]) == ["allow"]
+    assert list(edited.frame["errors"].astype(str)) == [""]
+    assert sim.diff(1, text.replace(">=", "<"), rs).n_changed == 1
+    assert sim.explain('User::"ann"', "watch", 'Show::"s"', {"now": {"fn": "datetime", "arg": "2025-03-01"}}, policies=text).decision.allowed

@@ -140,6 +140,16 @@ def test_dashboard_in_a_real_browser(served: tuple[Lab, int], tmp_path: Path) ->
             assert "2 allow" in text and "2 deny" in text, text
             page.get_by_text("Policy simulator").scroll_into_view_if_needed()
             page.screenshot(path=str(shots / "dashboard-policy.png"))
+
+            # one view per page (?components=, what the JupyterLab sidebar opens); a wrong name is explained
+            page.goto(f"http://127.0.0.1:{port}/?components=memory", timeout=60_000)
+            page.get_by_placeholder("what are you looking for?").wait_for(timeout=60_000)
+            assert page.title() == "Lumina Lab · Memory explorer"
+            assert page.get_by_text("Live overview").count() == 0 and page.get_by_text("Policy simulator").count() == 0
+            page.screenshot(path=str(shots / "dashboard-memory-view.png"))
+            page.goto(f"http://127.0.0.1:{port}/?components=policy,nope", timeout=60_000)
+            page.get_by_text("Live overview").wait_for(timeout=60_000)  # the served default components
+            assert "unknown dashboard component" in deep_text(page.locator("body"))
         finally:
             browser.close()
     assert not dialogs, f"a script ran: {dialogs}"

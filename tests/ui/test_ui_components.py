@@ -106,7 +106,8 @@ def test_overview_streams_points_into_a_bounded_buffer(lab: Lab) -> None:
     lab.publish(*events)
     settle(lab)
     ov.refresh()
-    assert len(ov.buffer.data) == 19  # history_s seconds kept, the newest still filling is held back
+    assert len(ov.source.data["t"]) == 19  # history_s seconds kept, the newest still filling is held back
+    assert set(ov.source.data["answered"]) <= {0.0, 1.0} and ov.source.data["time"][-1] > ov.source.data["time"][0]
     ov.close()
 
 
@@ -214,6 +215,45 @@ def test_memory_explorer_search_map_neighbours_and_escaping(lab: Lab) -> None:
     assert me.searches >= 2 and "hybrid search" in me.activity.object
     render(me)
     me.close()
+
+
+def test_memory_explorer_shows_a_conversation_memorys_graph_and_topics(lab: Lab) -> None:
+    import holoviews as hv
+
+    from lumina_lab.memory import ConversationMemory
+    from lumina_lab.ui import MemoryExplorer
+
+    cm = ConversationMemory(lab.memory, name="chat", graph_path=False)
+    turns = [
+        ("ann", "Alice moved to Stockholm in Sweden last spring."),
+        ("bob", "Did Alice like Stockholm? The winters in Sweden are long."),
+        ("ann", "Bob adopted a puppy called Rex; Rex is two years old."),
+        ("bob", "Rex chewed the sofa again, that puppy is trouble."),
+    ]
+    for speaker, text in turns:
+        cm.remember(text, speaker=speaker, session="s1")
+    me = MemoryExplorer(memory=cm)  # a conversation memory: its collection, graph and topics
+    assert me.collection.value == "chat" and me.conversation() is cm
+    res = me.search("Alice Stockholm")
+    graph = me.neighbourhood(res[0].id)
+    nodes = graph.get(0).nodes.data  # the Graph of the Graph * Labels overlay
+    assert nodes["kind"].iloc[0] == "selected"
+    linked = set(nodes["index"])
+    assert {e.node.id for e in cm.graph.neighbours(f"item:{res[0].id}")} <= linked  # the graph's own edges
+    assert any(i.startswith("entity:") for i in linked)  # entities, not only nearest vectors
+    hv.render(graph)
+    me.refresh()  # draws the map: the topics are the conversation memory's
+    assert sorted(me.topics.value["topic"]) == sorted(t.id for t in cm.topics())
+    assert set(me._points["topic"]) <= {t.label for t in cm.topics()} | {""}
+    me.close()
+
+    # a plain collection: vector search approximates the neighbourhood
+    lab.memory.collection("plain").add(["one note", "another note", "a third"])
+    plain = MemoryExplorer(lab, collection="plain", conversations=[cm])
+    assert plain.conversation() is None and plain.conversation("chat") is cm
+    hits = plain.search("note")
+    assert set(plain.neighbourhood(hits[0].id).nodes.data["role"]) == {"selected", "neighbour"}
+    plain.close()
 
 
 def test_policy_simulator_view(lab: Lab) -> None:

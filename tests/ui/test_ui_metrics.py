@@ -158,6 +158,26 @@ def test_apply_from_a_thread_while_reading() -> None:
     assert all(len(sec.latencies) <= 50 for sec in m._seconds)  # bounded per second
 
 
+def test_seconds_past_every_window_keep_only_their_figures() -> None:
+    """Memory stays flat under a steady rate: samples are dropped once no window reaches them; the time
+    series still shows their percentiles, and change listeners hear every batch."""
+    m = LiveMetrics(window_s=10)
+    heard: list[int] = []
+    remove = m.on_change(lambda: heard.append(m.version))
+    m.apply_many([finished(t + j / 10, 0.1 + (t % 3) / 10) for t in range(30) for j in range(10)])
+    full = LiveMetrics(window_s=1000)  # nothing compacted there
+    full.apply_many([finished(t + j / 10, 0.1 + (t % 3) / 10) for t in range(30) for j in range(10)])
+    before = {r["t"]: r for r in full.series()}
+    after = {r["t"]: r for r in m.series()}
+    assert after == before
+    old = [s for s in m._seconds if s.summary is not None]
+    assert old and all(len(s.latencies) == 0 for s in old) and max(s.t for s in old) < m._seconds[-1].t - 10
+    assert heard == [300]
+    remove()
+    m.apply(finished(31, 0.1))
+    assert heard == [300]
+
+
 def test_subscribes_to_a_bus() -> None:
     from lumina_lab.events.bus import InProcessBus
 

@@ -100,12 +100,15 @@ def test_serve_requires_the_password_then_serves_the_dashboard(
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False, timeout=60) as c:
         r = c.get("/")
         assert r.status_code == 302 and "login" in r.headers["location"]  # no page without a login
+        assert c.get("/metrics").status_code == 401  # nor metrics (no token configured: only logged-in users)
         r = c.post("/login", data={"username": "ann", "password": "wrong"})
         assert r.status_code == 302 and "error" in r.headers["location"] and "user" not in c.cookies
         r = c.post("/login", data={"username": "ann", "password": "s3cret"})
         assert r.status_code == 302 and "user" in c.cookies
         r = c.get("/")
         assert r.status_code == 200 and "<title>Lumina Lab</title>" in r.text
+        r = c.get("/metrics")
+        assert r.status_code == 200 and "lumina_requests_total" in r.text
 
 
 @pytest.mark.slow
@@ -120,6 +123,139 @@ def test_serve_with_oauth_sends_the_browser_to_the_provider(
         assert r.status_code == 302
         location = r.headers["location"]
         assert location.startswith("https://github.com/login/oauth/authorize") and "client_id=client-id" in location
+
+
+TOKEN = "prometheus-scrape-token-0123456789"
+
+
+def run_prometheus(binary: str, tmp_path: Path, target: str, token: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Debian's Prometheus scraping ``target``'s /metrics every second with a bearer token; its API's URL."""
+    web = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: lumina\n    scrape_interval: 1s\n    metrics_path: /metrics\n"
+        f"    authorization:\n      credentials: {token}\n"
+        f"    static_configs:\n      - targets: ['{target}']\n"
+    )
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, f"http://127.0.0.1:{web}"
+
+
+def wait_for_value(client: httpx.Client, api: str, promql: str, value: float, timeout: float = 30.0) -> float | None:
+    """Query Prometheus until ``promql`` gives ``value`` (or the timeout); the last value seen."""
+    deadline, got = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            result = client.get(f"{api}/api/v1/query", params={"query": promql}).json()["data"]["result"]
+            got = float(result[0]["value"][1]) if result else None
+        except (httpx.HTTPError, KeyError, ValueError):
+            got = None
+        if got == value:
+            return got
+        time.sleep(0.25)
+    return got
+
+
+def _requests_total(text: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == "lumina_requests_total"
+    )
+
+
+@pytest.mark.slow
+def test_serve_exposes_metrics_of_every_process_and_per_view_pages(tmp_path: Path, lumina_home: Path) -> None:
+    """`lumina serve --metrics-token`: /metrics counts what a Lab in another process routes (read from the shared
+    event log), refuses scrapers without the token, and a real Prometheus scrapes it; ?components= pages."""
+    import shutil
+
+    from lumina_lab import Lab
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUMINA_")}
+    env.update(LUMINA_HOME=str(lumina_home), LUMINA_SERVE_METRICS_TOKEN=TOKEN)  # dev profile: the file store
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lumina_lab", "serve", "--no-show", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    prom = None
+    try:
+        wait_for(port, proc)
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=60) as c:
+            assert c.get("/metrics").status_code == 401
+            assert c.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            r = c.get("/metrics", headers=auth)
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+            assert _requests_total(r.text) == 0
+
+            # one view per page, as the JupyterLab sidebar opens them (the views themselves: test_ui_browser)
+            page = c.get("/", params={"components": "memory"})
+            assert page.status_code == 200 and "<title>Lumina Lab · Memory explorer</title>" in page.text
+            page = c.get("/", params={"components": "overview,providers"})
+            assert page.status_code == 200 and "<title>Lumina Lab</title>" in page.text
+
+            with Lab() as lab:  # another process, like a notebook kernel
+                for _ in range(3):
+                    lab.ask("count me", max_tokens=8)
+                lab.sync()
+                assert _requests_total(c.get("/metrics", headers=auth).text) == 3
+
+                binary = shutil.which("prometheus")
+                if binary is None:
+                    return
+                prom, api = run_prometheus(binary, tmp_path, f"127.0.0.1:{port}", token=TOKEN)
+                with httpx.Client(timeout=5) as q:
+                    assert wait_for_value(q, api, "sum(lumina_requests_total)", 3.0) == 3.0
+                    for _ in range(2):
+                        lab.ask("count me too", max_tokens=8)
+                    lab.sync()
+                    assert wait_for_value(q, api, "sum(lumina_requests_total)", 5.0) == 5.0, "no live value"
+                    assert wait_for_value(q, api, 'up{job="lumina"}', 1.0) == 1.0
+    finally:
+        if prom is not None:
+            prom.terminate()
+            prom.wait(10)
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_metrics_access_is_never_wider_than_the_dashboard_unless_asked() -> None:
+    from lumina_lab.ui.server import metrics_access
+
+    assert metrics_access(authenticated=False) == "open"  # loopback without login: like the dashboard
+    assert metrics_access(authenticated=True) == "login"
+    assert metrics_access(authenticated=True, metrics_token=TOKEN) == "token"
+    assert metrics_access(authenticated=False, metrics_token=TOKEN) == "token"
+    assert metrics_access(authenticated=True, metrics_public=True) == "open"
+    assert metrics_access(authenticated=True, metrics=False) == "off"
+    with pytest.raises(ConfigError, match="contradict"):
+        metrics_access(authenticated=True, metrics_token=TOKEN, metrics_public=True)
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        metrics_access(authenticated=False, metrics_token="short")
+    opts = check_options(basic_auth="pw", metrics_token=TOKEN)
+    assert opts.metrics == "token" and TOKEN not in repr(opts)
 
 
 def test_unauthenticated_non_loopback_is_refused() -> None:

@@ -9,6 +9,9 @@
 ``GET /lumina/memory``             vector-store collections and their recent activity
 ``GET /lumina/policy``             policy versions (live one marked) and recent decisions
 ``GET /lumina/snapshot``           all of the above at once (what the sidebar refreshes)
+``GET /lumina/metrics``            Prometheus metrics of every process (events since the server started);
+                                   Prometheus scrapes it with the server's token (``authorization:
+                                   {credentials: TOKEN}``, a bearer token)
 ``GET /lumina/templates``          notebook templates
 ``POST /lumina/templates/NAME``    create a notebook from a template (``{"directory": "..."}``)
 ``WS  /lumina/events/ws``          live events from every process: ``?type=glob&backlog=N``
@@ -144,6 +147,24 @@ class SnapshotHandler(LuminaHandler):
             return
         result["status"]["server"] = self.lumina.server_info()
         self.write_json(result)
+
+
+class MetricsHandler(LuminaHandler):
+    """Prometheus text format (authenticated like every handler: Prometheus sends the server's token)."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        from lumina_lab.errors import LuminaError
+
+        try:
+            text = await self.lumina.metrics()
+        except LuminaError as exc:
+            self.write_json({"error": type(exc).__name__, "message": exc.message, "hint": exc.hint}, 400)
+            return
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        self.set_header("Cache-Control", "no-store")
+        self.finish(text, set_content_type=CONTENT_TYPE_LATEST)
 
 
 class TemplatesHandler(LuminaHandler):
@@ -284,6 +305,7 @@ def routes() -> list[tuple[str, type]]:
         (r"/lumina/memory", MemoryHandler),
         (r"/lumina/policy", PolicyHandler),
         (r"/lumina/snapshot", SnapshotHandler),
+        (r"/lumina/metrics", MetricsHandler),
         (r"/lumina/templates", TemplatesHandler),
         (r"/lumina/templates/([A-Za-z0-9_-]+)", TemplateHandler),
     ]

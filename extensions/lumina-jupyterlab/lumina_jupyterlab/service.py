@@ -47,6 +47,10 @@ class LuminaService:
         self.polls = 0
         self.pushed = 0
         self._closed = False
+        self._metrics: Any = None
+        from datetime import UTC, datetime
+
+        self.started = datetime.now(UTC)  # /lumina/metrics counts events from the server's start
 
     def describe(self) -> str:
         home = os.environ.get("LUMINA_HOME") or "~/.lumina"
@@ -71,6 +75,15 @@ class LuminaService:
         """``StatusReader.<method>(**kwargs)`` in a worker thread."""
         reader = await self.reader()
         return await self._in_thread(getattr(reader, method), **kwargs)
+
+    async def metrics(self) -> bytes:
+        """The Prometheus text of every process's events since the server started (caught up in a thread)."""
+        from lumina_lab.observability.server import StoreMetrics, exposition
+
+        reader = await self.reader()
+        if self._metrics is None:
+            self._metrics = StoreMetrics(reader.store, since=self.started)
+        return await self._in_thread(exposition, self._metrics)
 
     def server_info(self) -> dict[str, Any]:
         return {
