@@ -124,6 +124,13 @@ class _Bucket:
     spent: float = 0.0
     reserved: float = 0.0
     warned: bool = False
+    # the budget's limit and soft threshold, copied once (read on every reservation and settlement)
+    limit: float = field(init=False, repr=False)
+    soft: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.limit = self.budget.limit_usd + 1e-12  # as the check ``... > limit_usd + 1e-12``
+        self.soft = self.budget.soft_ratio * self.budget.limit_usd
 
 
 @dataclass(slots=True)
@@ -161,14 +168,15 @@ class BudgetManager:
         # (principal, project, day) -> the budgets that apply with their bucket keys, and the keys
         # alone: building a key formats strings, and a request's keys change only with who asks and
         # the day (see _bucket_keys); valid for the budgets in _keys_for
-        self._keys: dict[tuple[Any, ...], tuple[list[tuple[Budget, str]], list[str]]] = {}
+        # entries are [pairs, keys, buckets]: the buckets of ``keys`` once they all exist (else None)
+        self._keys: dict[tuple[Any, ...], list[Any]] = {}
         self._keys_for: list[Budget] = list(self.budgets)
 
     def add(self, budget: Budget) -> None:
         with self._lock:
             self.budgets.append(budget)
 
-    def _bucket_keys(self, request: ChatRequest, wall: float) -> tuple[list[tuple[Budget, str]], list[str]]:
+    def _bucket_keys(self, request: ChatRequest, wall: float) -> list[Any]:
         """The budgets ``request`` charges at ``wall`` with their bucket keys, and the keys (cached).
 
         :meth:`Budget.bucket` reads only the request's principal and project and, for
@@ -187,7 +195,7 @@ class BudgetManager:
             if len(cache) >= 4096:
                 cache.clear()
             pairs = [(b, k) for b in budgets if (k := b.bucket(request, wall)) is not None]
-            entry = cache[ck] = (pairs, [k for _, k in pairs])
+            entry = cache[ck] = [pairs, [k for _, k in pairs], None]
         return entry
 
     def __bool__(self) -> bool:
@@ -204,7 +212,21 @@ class BudgetManager:
         entry = self._keys.get((request.principal, request.project, wall // 86_400))
         if entry is None or self.budgets != self._keys_for:
             entry = self._bucket_keys(request, wall)
-        pairs, keys = entry
+        held = entry[2]
+        if held is not None:  # the usual case: every bucket exists; the same checks over the cached list
+            with self._lock:
+                for bucket in held:
+                    if bucket.spent + bucket.reserved + amount > bucket.limit:
+                        break
+                else:
+                    for bucket in held:
+                        bucket.reserved += amount
+                    return Reservation(request.id, amount, entry[1].copy(), False, held)
+        return self._reserve(request, amount, entry)
+
+    def _reserve(self, request: ChatRequest, amount: float, entry: list[Any]) -> Reservation:
+        """:meth:`reserve` making the buckets it needs, or refusing."""
+        pairs, keys, _ = entry
         with self._lock:
             buckets = self._buckets
             held: list[_Bucket] = []
@@ -222,6 +244,7 @@ class BudgetManager:
                 held.append(bucket)
             for bucket in held:
                 bucket.reserved += amount
+            entry[2] = held  # every bucket exists now (a bucket is never dropped): the fast path above
         return Reservation(request.id, amount, keys.copy(), False, held)
 
     def settle(self, reservation: Reservation, actual_usd: float) -> list[BudgetCrossing]:
@@ -232,18 +255,16 @@ class BudgetManager:
                 return crossings
             reservation.settled = True
             amount = reservation.amount
-            keys = reservation.buckets
             held = reservation.held
             if held is None:
-                held = [self._buckets[key] for key in keys]
-            for key, bucket in zip(keys, held, strict=True):
+                held = [self._buckets[key] for key in reservation.buckets]
+            for i, bucket in enumerate(held):
                 bucket.reserved -= amount
                 spent = bucket.spent = bucket.spent + actual_usd
-                if not bucket.warned:
+                if not bucket.warned and spent >= bucket.soft:
+                    bucket.warned = True
                     b = bucket.budget
-                    if spent >= b.soft_ratio * b.limit_usd:
-                        bucket.warned = True
-                        crossings.append(BudgetCrossing(b.label, key, spent, b.limit_usd))
+                    crossings.append(BudgetCrossing(b.label, reservation.buckets[i], spent, b.limit_usd))
         return crossings
 
     def release(self, reservation: Reservation) -> None:

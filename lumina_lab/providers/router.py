@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from operator import attrgetter
 from typing import Any
 
-from ..clock import WALL, Clock, WallClock
+from ..clock import WALL, Clock, ManualClock, WallClock
 from ..errors import (
     BudgetExceeded,
     CircuitOpen,
@@ -47,6 +50,7 @@ __all__ = ["PolicyHook", "RouteDecision", "Router"]
 
 #: ``policy(request, provider_state) -> bool`` (False or raising ``PolicyDenied`` vetoes the provider).
 PolicyHook = Callable[[ChatRequest, ProviderState], bool]
+_READ_NOW = attrgetter("_now")  # ManualClock.now() without the call
 _CONTINUE = "Continue exactly where the previous answer stopped. Do not repeat what was already said."
 
 
@@ -128,12 +132,25 @@ class Router:
         self.retry = retry or RetryPolicy()
         self.timeout_s = timeout_s
         self.hedge_after_s = hedge_after_s
-        self.clock = clock or registry.clock or WALL
-        self._wall_clock = isinstance(self.clock, WallClock)
+        self.clock = clock or registry.clock or WALL  # a property: also sets _wall_clock and _now
         self.rng = random.Random(seed)
         self.requests = 0
         if bus is not None and registry.on_breaker_change is None:
             registry.on_breaker_change = self._breaker_changed
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._clock = clock
+        self._wall_clock = isinstance(clock, WallClock)
+        # clock.now, or for a ManualClock (the routing lab's) a C-level read of its time: no
+        # Python frame in begin_call, once per call
+        self._now: Callable[[], float] = (
+            partial(_READ_NOW, clock) if getattr(type(clock), "now", None) is ManualClock.now else clock.now
+        )
 
     @property
     def strategy(self) -> Strategy:
@@ -353,13 +370,16 @@ class Router:
                 raise
         else:
             reservation = None
-        call_no = state.begin()
+        stats = state.stats  # state.begin(), written out: once per call
+        stats.inflight += 1
+        call_no = stats.dispatched = stats.dispatched + 1
+        state.started.append(call_no)
         if state.limiter is not None:
             state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
         on_dispatch = self._on_dispatch
         if on_dispatch is not None:
             on_dispatch(state, request)
-        return Call(state, request, attempt, reservation, probe, call_no, self.clock.now())
+        return Call(state, request, attempt, reservation, probe, call_no, self._now())
 
     def finish_call(self, call: Call, response: ChatResponse) -> None:
         """Account a successful call: statistics, breaker, budget settlement, strategy feedback."""
@@ -377,11 +397,37 @@ class Router:
         (``Router.wants_results`` is False), so it never builds a response it would not read.
         """
         state = call.state
-        state.end(call.call_no)
-        state.stats.on_success(latency_s, ttft_s, cost_usd)
+        started = state.started  # state.end(call.call_no), written out
+        n = call.call_no
+        i = bisect_left(started, n)
+        if i < len(started) and started[i] == n:
+            del started[i]
+        stats = state.stats  # stats.on_success(latency_s, ttft_s, cost_usd), written out: once per call
+        a = stats.alpha
+        b = 1 - a
+        stats.inflight -= 1
+        stats.calls += 1
+        stats.successes += 1
+        v = stats.ewma_latency_s
+        stats.ewma_latency_s = latency_s if v is None else b * v + a * latency_s
+        if ttft_s is not None:
+            v = stats.ewma_ttft_s
+            stats.ewma_ttft_s = ttft_s if v is None else b * v + a * ttft_s
+        v = stats.ewma_cost_usd
+        stats.ewma_cost_usd = cost_usd if v is None else b * v + a * cost_usd
+        stats.ewma_success = b * stats.ewma_success + a
+        stats._recent.append(latency_s)
+        stats._p95 = None
         if state.waiters:  # _wake() only has work when someone waits for a slot
             _wake(state)
-        state.breaker.record(True, call.probe)
+        breaker = state.breaker
+        if breaker.state == "closed":  # breaker.record(True, probe) for a closed breaker, written out
+            outcomes = breaker._outcomes
+            if len(outcomes) == outcomes.maxlen and not outcomes[0]:
+                breaker._failures -= 1
+            outcomes.append(True)
+        else:
+            breaker.record(True, call.probe)
         reservation = call.reservation
         if reservation is not None:  # _settle() written out
             crossings = self.budgets.settle(reservation, cost_usd)  # type: ignore[union-attr]
@@ -434,7 +480,11 @@ class Router:
         provider = state.provider
         while True:
             await self._slot(state)
-            call = self.begin_call(state, request, attempt)
+            try:
+                call = self.begin_call(state, request, attempt)
+            except (CircuitOpen, BudgetExceeded):
+                _pass_slot_on(state)
+                raise
             if self._wants(ev.CallStarted):
                 await self._emit(
                     ev.CallStarted(request_id=request.id, provider=state.id, model=provider.model, attempt=attempt)
@@ -698,8 +748,10 @@ class Router:
             try:
                 call = self.begin_call(state, request)
             except CircuitOpen:
+                _pass_slot_on(state)
                 continue
             except BudgetExceeded as exc:
+                _pass_slot_on(state)
                 errors.append(exc)
                 tried.append(state.id)
                 continue
@@ -822,6 +874,17 @@ def _hook(strategy: Strategy, name: str) -> Callable[..., None] | None:
     """``strategy.<name>`` bound, or None if it is :class:`Strategy`'s no-op."""
     method = getattr(strategy, name)
     return None if getattr(method, "__func__", None) is getattr(Strategy, name) else method
+
+
+def _pass_slot_on(state: ProviderState) -> None:
+    """A call admitted to a free slot was refused (breaker, budget): the next waiter may take the slot.
+
+    Without this, a waiter woken for a slot that it then did not use would leave the
+    others queued behind a free slot until some later call on ``state`` ends (forever,
+    if none is in flight).
+    """
+    if state.waiters and state.stats.inflight < state.slot_cap:
+        _wake(state)
 
 
 def _wake(state: ProviderState) -> None:

@@ -185,10 +185,13 @@ class SimulatedProvider(BaseProvider):
         rng = self.rng
         r = rng.random()
         if r < self.error_rate:
-            return StreamSample(ProviderUnavailable(f"{self.id}: simulated server error", provider=self.id, status=500), 0.0)
+            return StreamSample(
+                ProviderUnavailable(f"{self.id}: simulated server error", provider=self.id, status=500), 0.0
+            )
         if r < self.error_rate + self.timeout_rate:
             return StreamSample(
-                ProviderTimeout(f"{self.id}: no answer within {self.hang_s}s (simulated)", provider=self.id), self.hang_s
+                ProviderTimeout(f"{self.id}: no answer within {self.hang_s}s (simulated)", provider=self.id),
+                self.hang_s,
             )
         ttft, n_out, gen = self._draw(request)
         breaks_at = rng.randrange(1, n_out) if n_out > 1 and rng.random() < self.break_rate else None
@@ -227,7 +230,22 @@ class SimulatedProvider(BaseProvider):
                 ProviderTimeout(f"{self.id}: no answer within {self.hang_s}s (simulated)", provider=self.id),
                 self.hang_s,
             )
-        ttft, n_out, gen = self._draw(request)
+        ttft_s = self.ttft_s
+        if ttft_s > 0 and type(rng) is random.Random and rng.gauss_next is None:
+            # _draw() written out for its usual case (the same draws and arithmetic): once per call
+            x2pi = rng.random() * _TWOPI
+            g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))
+            ttft = ttft_s * _exp(0 + _cos(x2pi) * g2rad * self.ttft_sigma)
+            n_out = int(self.output_tokens * _exp(0 + _sin(x2pi) * g2rad * 0.3))
+            if n_out < 1:
+                n_out = 1
+            max_tokens = request.max_tokens
+            if max_tokens and max_tokens < n_out:
+                n_out = max_tokens
+            tps = self.tokens_per_s
+            gen = n_out / tps if tps > 0 else 0.0
+        else:
+            ttft, n_out, gen = self._draw(request)
         ok = rng.random() < self.quality
         n_in = request.input_tokens
         return Sample(None, 0.0, ttft, ttft + gen, estimate_tokens(request) if n_in is None else n_in, n_out, ok)

@@ -49,6 +49,7 @@ class ProviderStats:
         self.dispatched += 1
 
     def on_success(self, latency_s: float, ttft_s: float | None, cost_usd: float) -> None:
+        # Router.account_success writes this out (keep the two the same)
         a = self.alpha
         b = 1 - a
         self.inflight -= 1

@@ -198,16 +198,27 @@ class LeastBusy(Strategy):
     def __init__(self) -> None:
         self._turn = 0
         self._one_cap = _IdentityCache()  # candidate tuple -> whether all share one max_concurrency
+        # the last two lookups, most recent first (a mix of two kinds of request hits them every time)
+        self._last: tuple[Any, bool, Any, bool] = ((), False, (), False)
 
     def rank(self, candidates: Sequence[ProviderState], request: ChatRequest) -> list[ProviderState]:
         n = len(candidates)
         if n < 2:
             return list(candidates)
         t = self._turn % n
-        one_cap = self._one_cap.get(candidates)
-        if one_cap is None:
-            caps = [s.max_concurrency for s in candidates]
-            one_cap = self._one_cap.put(candidates, caps.count(caps[0]) == n)
+        last = self._last
+        if last[0] is candidates:
+            one_cap = last[1]
+        elif last[2] is candidates:
+            one_cap = last[3]
+            self._last = (candidates, one_cap, last[0], last[1])
+        else:
+            one_cap = self._one_cap.get(candidates)
+            if one_cap is None:
+                caps = [s.max_concurrency for s in candidates]
+                one_cap = self._one_cap.put(candidates, caps.count(caps[0]) == n)
+            if type(candidates) is tuple:  # (each tuple is kept alive with its answer: its id is not reused meanwhile)
+                self._last = (candidates, one_cap, last[0], last[1])
         if one_cap:
             # The key is (load, (i - turn) % n).  With one capacity for all (the usual fleet) the load
             # order is the in-flight order, and the rotation order is candidates[t:] + candidates[:t];

@@ -51,6 +51,17 @@ schedule), and, as ``Router.ainvoke`` / ``Router.astream`` do them:
 Stream chunk times are computed as ``first + k * per_token`` where the live
 provider adds ``per_token`` k times on the clock; the two can differ in the
 last bit, never in a decision.
+
+Slots: when a call ends, the first request queued for its provider goes; if its
+breaker or budget turns it away, the next one in the queue gets the slot (as the
+live router's ``_pass_slot_on``).  Within one instant, the live router's order is
+that of asyncio's ready queue; the engine follows it where it decides something:
+a cascade or a fallback goes on to its next call before a queued request takes
+the freed slot, while a hedge's legs are tasks, so the queued request goes first
+and the hedge reacts (cancels the other call, or falls back) after it.  Known
+limit: when one instant turns away a whole queue (a breaker opening with several
+requests waiting), hedged requests move on in queue order right away, whereas live
+they do so a few loop turns later, interleaved with the others.
 """
 
 from __future__ import annotations
@@ -86,7 +97,7 @@ if TYPE_CHECKING:
 __all__ = ["COLUMNS", "Outage", "RoutingLab", "SimResult"]
 
 # heap event kinds
-_DONE, _RETRY, _TOGGLE, _LEG_DONE, _LEG_RETRY, _HEDGE, _STREAM = range(7)
+_ANSWER, _DONE, _RETRY, _TOGGLE, _LEG_DONE, _LEG_RETRY, _HEDGE, _STREAM = range(8)  # _ANSWER: plain loop only
 _LATE = 1 << 62  # added to a hedge timer's sequence number: at the same instant every other event goes first
 # phases of a leg (one provider's attempts within a hedged or cascaded request)
 _QUEUED, _CALLING, _BACKOFF, _OVER = range(4)
@@ -607,7 +618,10 @@ class _Engine:
       out in the loop (the general cases — queueing, refusals, retries, fallbacks — are
       methods), with what they use bound to locals once per run;
     * heap entries are ``(time, seq, kind, payload)`` with the :class:`_Ctx` itself as
-      the payload of completions and retries (no per-event payload tuple);
+      the payload of completions and retries (no per-event payload tuple); a first
+      attempt that will answer (most requests) needs no :class:`_Ctx` at all: its
+      completion (``_ANSWER``) carries ``(call, sample, duration, request number,
+      arrival)``, and a context is made only for a call that fails, queues or is refused;
     * arrivals are merged from a plain list rather than pushed on the heap, and read
       from Python lists rather than numpy (see :meth:`Workload.request_factory`);
     * simulated time is written straight into the engine's own ``ManualClock``: the
@@ -701,7 +715,6 @@ class _Engine:
         default_timeout = self.timeout
         dispatch = self._dispatch
         refused = self._refused
-        failed = self._failed
         finish_failed = self._finish_failed
         wake = self._wake
         registry = self.registry
@@ -714,22 +727,22 @@ class _Engine:
                 clock._now = t  # arrivals ascend and no event is due before t: time never goes back
                 request = make_request(i)
                 ranked = plan(request)[0]
-                ctx = _Ctx(i, request, t, ranked)
                 i += 1
                 if i == tick:
                     bar.update(1000)  # type: ignore[union-attr]
                     tick += 1000
                 if not ranked:
-                    finish_failed(ctx, "NoProviderAvailable")
+                    finish_failed(_Ctx(i - 1, request, t, ranked), "NoProviderAvailable")
                     continue
                 # _dispatch(ctx) written out for the first-ranked provider when it has a free slot
                 state = ranked[0]
                 if state.stats.inflight >= state.slot_cap:
-                    dispatch(ctx)  # queues it
+                    dispatch(_Ctx(i - 1, request, t, ranked))  # queues it
                     continue
                 try:
                     call = begin_call(state, request, 1)
                 except (CircuitOpen, BudgetExceeded) as exc:
+                    ctx = _Ctx(i - 1, request, t, ranked)
                     refused(ctx, exc)
                     dispatch(ctx)
                     continue
@@ -739,6 +752,11 @@ class _Engine:
                     timeout = default_timeout
                 if s.error is None:
                     duration = s.duration_s
+                    if timeout is None or duration <= timeout:
+                        # the usual case: it will answer.  No context object: the completion
+                        # needs only the call, the draw and the request's number and arrival
+                        heappush(heap, (t + duration, next(seq), _ANSWER, (call, s, duration, i - 1, t)))
+                        continue
                     error = None
                 else:
                     duration = s.fail_after_s
@@ -746,6 +764,7 @@ class _Engine:
                 if timeout is not None and duration > timeout:
                     duration = timeout
                     error = ProviderTimeout(f"{state.id}: no answer within {timeout}s", provider=state.id)
+                ctx = _Ctx(i - 1, request, t, ranked)
                 ctx.call = call
                 ctx.sample = s
                 ctx.error = error
@@ -755,35 +774,28 @@ class _Engine:
             t, _, kind, ctx = heappop(heap)
             if t > clock._now:
                 clock._now = t
-            if kind == _DONE:
-                if ctx.error is not None:
-                    failed(ctx)
-                    continue
-                # _done(ctx) written out for a successful call
-                call = ctx.call
+            if kind == _ANSWER:  # a first attempt answered: _done() written out, with no context
+                call, s, duration, req_no, arrival = ctx
                 state = call.state
-                s = ctx.sample
-                duration = ctx.duration
-                request = ctx.request
+                request = call.request
                 if wants_results:  # the strategy reads the answer: build it, as the live path does
                     response = state.provider.response(request, s, duration)  # type: ignore[attr-defined]
                     finish_call(call, response)
                     cost = response.cost_usd
-                else:  # the same accounting without a response nobody reads
-                    cost = state.cost(s.input_tokens, s.output_tokens)
+                else:  # the same accounting without a response nobody reads; state.cost() written out
+                    cost = (s.input_tokens * state.input_per_m + s.output_tokens * state.output_per_m) / 1e6
                     account_success(call, duration, s.ttft_s, cost)
-                arrival = ctx.arrival
                 rows_append(
                     (
-                        ctx.i,
+                        req_no,
                         arrival,
                         t,
                         t - arrival,
                         s.ttft_s + (t - duration - arrival),
                         True,
                         state.id,
-                        ctx.attempt,
-                        ctx.tried + 1,
+                        1,
+                        1,
                         None,
                         cost,
                         s.input_tokens,
@@ -799,6 +811,8 @@ class _Engine:
                 )
                 if waiting:  # a slot of ``state`` is free: the first request queued for it goes
                     wake(state)
+            elif kind == _DONE:
+                self._done(ctx)
             elif kind == _RETRY:
                 dispatch(ctx)
             else:
@@ -826,9 +840,10 @@ class _Engine:
                 clock._now = t
                 request = make_request(i)
                 ranked = plan(request)[0]
-                if not ranked:
-                    self._finish_failed(_Ctx(i, request, t, ranked), "NoProviderAvailable")
-                elif stream is not None and stream[i]:
+                streamed = stream is not None and stream[i]
+                if not ranked:  # nobody can take it now (a streamed request's row still says stream)
+                    self._failed_row(i, request, t, 1, 0, 0, True, "NoProviderAvailable", stream=streamed)
+                elif streamed:
                     self._stream_go(_Stream(i, request, t, ranked))
                 elif cascade is not None:
                     _Cascade(i, request, t, ranked, cascade.max_steps).start(self)
@@ -980,11 +995,18 @@ class _Engine:
             self._wake(state)
 
     def _wake(self, state: ProviderState) -> None:
-        """A call on ``state`` ended: the first live request queued for one of its slots goes (``_wake``)."""
+        """A call on ``state`` ended: the first live request queued for one of its slots goes (``_wake``).
+
+        If that request does not take the slot (its breaker or budget refuses it, and it moves
+        on along its ranking), the next one in the queue gets it, as the live router passes a
+        slot on (``_pass_slot_on``).
+        """
         queue = self.waiting.get(state)
+        stats = state.stats
         while queue:
             item = queue.popleft()
             kind = type(item)
+            before = stats.inflight
             if kind is _Ctx:
                 self._dispatch(item)
             elif kind is _Leg:
@@ -993,7 +1015,8 @@ class _Engine:
                 self._leg_go(item)
             else:
                 self._stream_go(item)
-            return
+            if stats.inflight != before or stats.inflight >= state.slot_cap:
+                return  # it took the slot (or queued again behind a full one)
 
     def _finish_failed(self, ctx: _Ctx, kind: str | None) -> None:
         self._failed_row(ctx.i, ctx.request, ctx.arrival, ctx.attempt, ctx.tried, ctx.errors, ctx.all_budget, kind)
@@ -1078,22 +1101,42 @@ class _Engine:
         heapq.heappush(self.heap, (self.clock._now + duration, next(self.seq), _LEG_DONE, leg))
 
     def _leg_done(self, leg: _Leg) -> None:
+        """A leg's call ended.
+
+        Who goes first at that instant follows the live router.  A cascade's legs run in
+        the request's own coroutine, which goes on to its next step (another provider's
+        call) before a request queued for the freed slot runs.  A hedge's legs are tasks:
+        the freed slot's next request runs one loop turn later, while ``Router._hedged``
+        sees the outcome only after two or three (it then cancels the other call, or falls
+        back), so a hedge hands the slot on first.
+        """
         if not leg.alive:  # abandoned while in flight (its call was accounted then)
             return
         call = leg.call
         assert call is not None
         state = call.state
         error = leg.error
+        owner = leg.owner
         if error is None:
             response = state.provider.response(leg.request, leg.sample, leg.duration)  # type: ignore[attr-defined]
             self._finish_call(call, response)
             leg.phase = _OVER
-            leg.owner.leg_succeeded(self, leg, response)
+            if type(owner) is _Hedge:
+                if self.waiting:
+                    self._wake(state)
+                owner.leg_succeeded(self, leg, response)
+                return
+            owner.leg_succeeded(self, leg, response)
         else:
             delay = self._fail_call(call, error)
             if delay is None:
                 leg.phase = _OVER
-                leg.owner.leg_failed(self, leg, error)
+                if type(owner) is _Hedge:
+                    if self.waiting:
+                        self._wake(state)
+                    owner.leg_failed(self, leg, error)
+                    return
+                owner.leg_failed(self, leg, error)
             else:
                 leg.attempt += 1
                 leg.phase = _BACKOFF
