@@ -1,6 +1,6 @@
 """The routing lab: workloads, discrete-event replay through the live router, learned quality-aware routers.
 
->>> from lumina_lab.sim import RoutingLab, poisson, LogisticRouter, evaluate
+>>> from lumina_lab.sim import RoutingLab, poisson, RidgeRouter, evaluate
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from .learned import (
     LearnedThreshold,
     LogisticRouter,
     RandomRouter,
+    RidgeRouter,
     evaluate,
     load_correctness,
     oracle_scores,
     prompt_costs,
+    text_statistics,
 )
 from .sweep import grid, sweep
 from .traffic import workload_from_store
@@ -32,6 +34,7 @@ __all__ = [
     "LogisticRouter",
     "Outage",
     "RandomRouter",
+    "RidgeRouter",
     "RoutingLab",
     "SimResult",
     "Task",
@@ -46,5 +49,6 @@ __all__ = [
     "prompt_costs",
     "read_workload",
     "sweep",
+    "text_statistics",
     "workload_from_store",
 ]

@@ -11,6 +11,10 @@ sends the prompts scoring at or above the threshold to the strong model.
   shape features (length, numbers, lines).
 * :class:`KNNRouter` — cosine k-nearest neighbours over the same embeddings;
   the neighbours' correctness rates estimate P(weak correct) and P(strong correct).
+* :class:`RidgeRouter` — ridge regression of the gain itself (strong correct minus weak
+  correct) on the concatenated vectors of one or more embedders (e.g. hashing n-grams and
+  MiniLM sentence embeddings) plus :func:`text_statistics`; closed form, the penalty chosen
+  by cross-validation on the training prompts when ``l2=None``.
 * :class:`EnsembleRouter` — a weighted mean of routers that score the same target.
 * :class:`RandomRouter` — the baseline: a deterministic pseudo-random score per prompt.
 
@@ -53,22 +57,30 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PRICES",
+    "TEXT_STAT_NAMES",
     "EnsembleRouter",
     "KNNRouter",
     "LearnedRouter",
     "LearnedThreshold",
     "LogisticRouter",
     "RandomRouter",
+    "RidgeRouter",
     "evaluate",
     "load_correctness",
     "oracle_scores",
     "prompt_costs",
+    "text_statistics",
 ]
 
 #: The RouteLLM pair: Mixtral-8x7B-Instruct (weak) and GPT-4-1106-preview (strong), by pricing-snapshot name.
 DEFAULT_PRICES: dict[str, str] = {"weak": "mistralai/mixtral-8x7b-instruct", "strong": "gpt-4-1106-preview"}
 TARGETS = ("gain", "weak_wrong")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_WORD = re.compile(r"[^\W\d_]+")
+_OPTION_LINE = re.compile(r"^\s*\(?[A-Ha-h1-8][.)]\s", re.M)
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+# = + - * / ^ < > % $, and the multiplication, division, root, sum, integral, pi and theta signs
+_MATH_SYMBOL = re.compile("[=+\\-*/^<>%$\u00d7\u00f7\u221a\u2211\u222b\u03c0\u03b8]")
 
 
 # ---------------------------------------------------------------------- input checks
@@ -248,6 +260,69 @@ def _shape_features(prompts: list[str]) -> np.ndarray:
             digits / n_chars if n_chars else 0.0,
             math.log1p(p.count("\n")),
             math.log1p(p.count("?")),
+        )
+    return out
+
+
+#: Names of the columns of :func:`text_statistics`.
+TEXT_STAT_NAMES: tuple[str, ...] = (
+    "log_chars",
+    "log_words",
+    "mean_word_length",
+    "log_numbers",
+    "log_distinct_numbers",
+    "log_largest_number",
+    "digit_share",
+    "uppercase_share",
+    "log_lines",
+    "log_question_marks",
+    "log_sentences",
+    "log_option_lines",
+    "log_math_symbols",
+    "non_ascii_share",
+    "log_percent_and_slash",
+    "long_word_share",
+)
+
+
+def text_statistics(prompts: Sequence[str]) -> np.ndarray:
+    """Cheap, dataset-agnostic statistics of each prompt: ``(n, 16)`` floats, columns :data:`TEXT_STAT_NAMES`.
+
+    Length (characters, words, mean word length, share of words of 9+ letters), numbers
+    (how many, how many distinct, the largest, share of digits), form (lines, question
+    marks, sentences, lines that look like enumerated options ``A.``/``(b)``/``3)``),
+    and notation (math symbols, ``%`` and ``/``, non-ASCII and uppercase shares).
+    None of them names a dataset or a topic.
+    """
+    items = _as_prompts(prompts)
+    out = np.zeros((len(items), len(TEXT_STAT_NAMES)), dtype=np.float64)
+    for i, p in enumerate(items):
+        n = max(len(p), 1)
+        words = _WORD.findall(p)
+        numbers = _NUMBER.findall(p)
+        largest = 0.0
+        for x in numbers:
+            try:
+                largest = max(largest, float(x.replace(",", "")))
+            except ValueError:  # "1.2.3": not one number
+                continue
+        out[i] = (
+            math.log1p(len(p)),
+            math.log1p(len(words)),
+            sum(map(len, words)) / len(words) if words else 0.0,
+            math.log1p(len(numbers)),
+            math.log1p(len(set(numbers))),
+            math.log1p(min(largest, 1e300)),
+            sum(c.isdigit() for c in p) / n,
+            sum(c.isupper() for c in p) / n,
+            math.log1p(p.count("\n")),
+            math.log1p(p.count("?")),
+            math.log1p(len(_SENTENCE_END.findall(p))),
+            math.log1p(len(_OPTION_LINE.findall(p))),
+            math.log1p(len(_MATH_SYMBOL.findall(p))),
+            sum(ord(c) > 127 for c in p) / n,
+            math.log1p(p.count("%") + p.count("/")),
+            sum(len(w) >= 9 for w in words) / len(words) if words else 0.0,
         )
     return out
 
@@ -444,6 +519,140 @@ class KNNRouter(LearnedRouter):
         return f"KNNRouter(k={self.k}, target={self.target!r}, prior={self.prior:g}, weighted={self.weighted})"
 
 
+def _ridge_solve(X: np.ndarray, y: np.ndarray, l2s: Sequence[float]) -> list[np.ndarray]:
+    """Coefficients minimising ``mean((X @ beta - y)^2) + l2 * |beta|^2`` for each ``l2`` (``X``, ``y`` centred).
+
+    One eigendecomposition serves every penalty: of ``X^T X / n`` (``d x d``) when there are
+    more rows than columns, else of ``X X^T / n`` (the dual form).
+    """
+    n, d = X.shape
+    if d <= n:
+        evals, evecs = np.linalg.eigh(X.T @ X / n)
+        proj = evecs.T @ (X.T @ y / n)
+        return [evecs @ (proj / (np.maximum(evals, 0.0) + l2)) for l2 in l2s]
+    evals, evecs = np.linalg.eigh(X @ X.T / n)
+    proj = evecs.T @ y
+    return [X.T @ (evecs @ (proj / (np.maximum(evals, 0.0) + l2))) / n for l2 in l2s]
+
+
+class RidgeRouter(LearnedRouter):
+    """Ridge regression of the gain on several embeddings of the prompt plus :func:`text_statistics`.
+
+    ``target="gain"`` regresses ``strong_correct - weak_correct`` directly, so the score is
+    an estimate of the expected number of answers the strong model adds (one model, not the
+    difference of two noisy ones; usable with :meth:`~LearnedRouter.route_by_value`);
+    ``target="weak_wrong"`` regresses ``1 - weak_correct``.
+
+    Features: each embedder's vectors side by side (unit rows: each block weighs about the
+    same), then the 16 text statistics standardised on the training prompts and scaled by
+    ``1/4`` (a block of norm about 1 too).  With ``l2=None`` the penalty is chosen from
+    ``l2_grid`` by ``cv_folds``-fold cross-validation on the training prompts (mean squared
+    error of the held-out predictions; folds from ``seed``): nothing is tuned per dataset.
+
+    Args:
+        embedders: e.g. ``[HashingEmbedder(), MiniLMEmbedder()]``; default one ``HashingEmbedder()``
+            (or ``embedder``, for the single-embedder signature of the other routers).
+        l2: ridge penalty on the mean squared error (``None``: cross-validated).
+        text_stats: append :func:`text_statistics`.
+
+    Attributes (after ``fit``): ``l2_`` the penalty used; ``cv_mse_`` ``{l2: mse}`` when cross-validated.
+    """
+
+    name = "ridge"
+    L2_GRID: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+
+    def __init__(
+        self,
+        *,
+        target: str = "gain",
+        l2: float | None = 1e-2,
+        embedders: Sequence[Embedder] | None = None,
+        text_stats: bool = True,
+        embedder: Embedder | None = None,
+        l2_grid: Sequence[float] | None = None,
+        cv_folds: int = 4,
+        seed: int = 0,
+    ) -> None:
+        if embedders is not None and embedder is not None:
+            raise ValidationError("pass embedders=[...] or embedder=..., not both")
+        members = list(embedders) if embedders is not None else []
+        if embedders is not None and not members and not text_stats:
+            raise ValidationError("a RidgeRouter needs embedders or text_stats (or both)")
+        super().__init__(embedder=members[0] if members else embedder)
+        for e in members:
+            if not isinstance(e, Embedder):
+                raise ValidationError(f"{e!r} is not an Embedder", input=e, hint="pass HashingEmbedder()")
+        self.embedders: list[Embedder] = members if embedders is not None else [self.embedder]
+        self.target = _check_target(target)
+        if l2 is not None and not l2 > 0:
+            raise ValidationError(f"l2={l2!r} must be > 0 (or None to cross-validate it)", input=l2)
+        grid = tuple(float(x) for x in (l2_grid if l2_grid is not None else self.L2_GRID))
+        if not grid or not all(x > 0 for x in grid):
+            raise ValidationError(f"l2_grid={l2_grid!r}: give positive penalties")
+        if not isinstance(cv_folds, int) or cv_folds < 2:
+            raise ValidationError(f"cv_folds={cv_folds!r} must be an int >= 2")
+        self.l2 = None if l2 is None else float(l2)
+        self.l2_grid = grid
+        self.cv_folds = cv_folds
+        self.seed = int(seed)
+        self.text_stats = text_stats
+        self.l2_: float | None = self.l2
+        self.cv_mse_: dict[float, float] = {}
+        self._stat_mean: np.ndarray | None = None
+        self._stat_std: np.ndarray | None = None
+
+    def features(self, prompts: Sequence[str]) -> np.ndarray:
+        """The ``(n, d)`` float32 design matrix of ``prompts`` (text statistics scaled as fitted)."""
+        items = _as_prompts(prompts)
+        blocks = [np.asarray(e.embed(items), dtype=np.float32) for e in self.embedders]
+        if self.text_stats:
+            stats = text_statistics(items)
+            if self._stat_mean is None:
+                raise ValidationError(
+                    f"{self!r} is not fitted", hint="call .fit(prompts, weak_correct, strong_correct)"
+                )
+            z = (stats - self._stat_mean) / self._stat_std / math.sqrt(stats.shape[1])
+            blocks.append(z.astype(np.float32))
+        return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
+
+    def _fit(self, prompts: list[str], weak: np.ndarray, strong: np.ndarray) -> None:
+        if self.text_stats:
+            stats = text_statistics(prompts)
+            self._stat_mean = stats.mean(axis=0)
+            self._stat_std = stats.std(axis=0) + 1e-9
+        X = self.features(prompts).astype(np.float64)
+        y = strong.astype(np.float64) - weak if self.target == "gain" else 1.0 - weak.astype(np.float64)
+        n = len(y)
+        if self.l2 is None:
+            folds = np.random.default_rng(self.seed).permutation(n) % self.cv_folds
+            sse = np.zeros(len(self.l2_grid))
+            for f in range(min(self.cv_folds, n)):
+                tr, te = folds != f, folds == f
+                if not tr.any() or not te.any():
+                    continue
+                mu, ym = X[tr].mean(axis=0), y[tr].mean()
+                betas = _ridge_solve(X[tr] - mu, y[tr] - ym, self.l2_grid)
+                for j, beta in enumerate(betas):
+                    sse[j] += float((((X[te] - mu) @ beta + ym - y[te]) ** 2).sum())
+            self.cv_mse_ = {l2: float(v / n) for l2, v in zip(self.l2_grid, sse, strict=True)}
+            self.l2_ = self.l2_grid[int(np.argmin(sse))]
+        else:
+            self.l2_ = self.l2
+        self._mu = X.mean(axis=0)
+        self._ym = float(y.mean())
+        (beta,) = _ridge_solve(X - self._mu, y - self._ym, [self.l2_])
+        self._beta = beta.astype(np.float64)
+        self._intercept = self._ym - float(self._mu @ self._beta)
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        return self.features(prompts).astype(np.float64) @ self._beta + self._intercept
+
+    def __repr__(self) -> str:
+        l2 = "cv" if self.l2 is None else f"{self.l2:g}"
+        names = [type(e).__name__ for e in self.embedders]
+        return f"RidgeRouter(target={self.target!r}, l2={l2}, embedders={names}, text_stats={self.text_stats})"
+
+
 class EnsembleRouter(LearnedRouter):
     """Weighted mean of the scores of routers with the same target (each fitted on the same data)."""
 
@@ -570,6 +779,7 @@ def evaluate(
     points: int | None = None,
     threshold: float | None = None,
     cost_aware: bool = False,
+    cascade: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a router RouteLLM-style on labelled prompts it was not trained on.
 
@@ -606,6 +816,10 @@ def evaluate(
             score: the knapsack order, and the rule :meth:`LearnedRouter.route_by_value` applies
             (for ``target="gain"`` scores; thresholds are then ``1 / value_per_correct_usd``).
             It matters only when prompts differ in cost (``tokens="prompt"``).
+        cascade: evaluate a cascade: the weak model answers every prompt and the scores (e.g. a
+            judge's, which may read the weak answer) decide which prompts are escalated to the
+            strong model, so an escalated prompt costs the weak *and* the strong call.  Savings
+            stay relative to sending everything to the strong model alone.
     """
     items = _as_prompts(prompts)
     n = len(items)
@@ -624,7 +838,7 @@ def evaluate(
             )
     weak_cost, strong_cost = prompt_costs(items, prices, tokens=tokens)
     if cost_aware:
-        extra = strong_cost - weak_cost
+        extra = strong_cost if cascade else strong_cost - weak_cost
         with np.errstate(divide="ignore", invalid="ignore"):
             scores = np.where(extra > 0, scores / np.where(extra > 0, extra, 1.0), np.where(scores > 0, np.inf, scores))
 
@@ -643,7 +857,7 @@ def evaluate(
             raise ValidationError(f"points={points!r} must be an int >= 2 (or None for every k)")
         ks = np.unique(np.round(np.linspace(0, n, points)).astype(np.int64))
     dq = _tied_prefix((strong - weak)[order], starts, ends, ks)
-    dc = _tied_prefix((strong_cost - weak_cost)[order], starts, ends, ks)
+    dc = _tied_prefix((strong_cost if cascade else strong_cost - weak_cost)[order], starts, ends, ks)
     q_weak, q_strong = float(weak.mean()), float(strong.mean())
     cost_weak, cost_strong = float(weak_cost.sum()), float(strong_cost.sum())
     quality = q_weak + dq / n
@@ -670,7 +884,7 @@ def evaluate(
     if threshold is not None:
         to_strong = scores >= threshold
         q = float(np.where(to_strong, strong, weak).mean())
-        c = float(np.where(to_strong, strong_cost, weak_cost).sum())
+        c = float(np.where(to_strong, strong_cost + (weak_cost if cascade else 0.0), weak_cost).sum())
         result["at_threshold"] = {
             "threshold": float(threshold),
             "strong_share": float(to_strong.mean()),

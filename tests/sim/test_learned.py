@@ -25,6 +25,7 @@ from lumina_lab.sim import (
     oracle_scores,
     prompt_costs,
 )
+from lumina_lab.sim.learned import TEXT_STAT_NAMES, RidgeRouter, _ridge_solve, text_statistics
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -78,13 +79,20 @@ def embedder() -> HashingEmbedder:
 # ---------------------------------------------------------------- routers learn
 
 
-@pytest.mark.parametrize("kind", ["logreg", "logreg_weak_wrong", "knn", "ensemble"])
+@pytest.mark.parametrize(
+    "kind", ["logreg", "logreg_weak_wrong", "knn", "ensemble", "ridge", "ridge_cv_weak_wrong", "ensemble_ridge_knn"]
+)
 def test_routers_beat_random_on_a_keyword_task(kind, data, embedder) -> None:
     make = {
         "logreg": lambda: LogisticRouter(embedder=embedder),
         "logreg_weak_wrong": lambda: LogisticRouter(target="weak_wrong", embedder=embedder),
         "knn": lambda: KNNRouter(16, embedder=embedder),
         "ensemble": lambda: EnsembleRouter([LogisticRouter(embedder=embedder), KNNRouter(16, embedder=embedder)]),
+        "ridge": lambda: RidgeRouter(embedder=embedder),
+        "ridge_cv_weak_wrong": lambda: RidgeRouter(target="weak_wrong", l2=None, embedders=[embedder, embedder]),
+        "ensemble_ridge_knn": lambda: EnsembleRouter(
+            [RidgeRouter(embedder=embedder), KNNRouter(16, embedder=embedder)], weights=[2, 1]
+        ),
     }[kind]
     router = make().fit(*data["train"])
     prompts, weak, strong = data["test"]
@@ -118,6 +126,65 @@ def test_shape_only_router_uses_length(embedder) -> None:
     router = LogisticRouter(text_features=False, embedder=embedder).fit(prompts, weak, np.ones(200, bool))
     s = router.score(["word " * 5, "word " * 180])
     assert s[1] > s[0] + 0.5
+
+
+def test_ridge_router_estimates_the_gain(data, embedder) -> None:
+    # hard prompts: P(strong) - P(weak) = 0.9 - 0.2 = 0.7; easy ones: 0.95 - 0.9 = 0.05
+    router = RidgeRouter(l2=None, embedder=embedder).fit(*data["train"])
+    prompts = data["test"][0]
+    hard = np.array(["integral" in p for p in prompts])
+    s = router.score(prompts)
+    assert s.dtype == np.float64 and s.shape == (len(prompts),)
+    assert s[hard].mean() == pytest.approx(0.7, abs=0.15)
+    assert s[~hard].mean() == pytest.approx(0.05, abs=0.1)
+    # the penalty was cross-validated on the training prompts: the grid's best held-out error
+    assert router.l2_ in RidgeRouter.L2_GRID and router.cv_mse_[router.l2_] == min(router.cv_mse_.values())
+    assert set(router.cv_mse_) == set(RidgeRouter.L2_GRID)
+    fixed = RidgeRouter(l2=0.05, embedder=embedder).fit(*data["train"])
+    assert fixed.l2_ == 0.05 and fixed.cv_mse_ == {}
+    # its gain drives the cost-aware rule: an answer worth $1000 sends exactly the positive-gain prompts' share
+    weak_cost, strong_cost = prompt_costs(prompts, PRICES)
+    np.testing.assert_array_equal(router.route_by_value(prompts, 1e3, PRICES), s * 1e3 > strong_cost - weak_cost)
+    # features: the embedding, then the 16 standardised text statistics
+    X = router.features(prompts[:3])
+    assert X.shape == (3, embedder.dim + len(TEXT_STAT_NAMES)) and X.dtype == np.float32
+
+
+def test_ridge_solve_matches_the_normal_equations() -> None:
+    rng = np.random.default_rng(0)
+    for n, d in ((50, 8), (6, 20)):  # primal (more rows) and dual (more columns)
+        X = rng.normal(size=(n, d))
+        X -= X.mean(axis=0)
+        y = rng.normal(size=n)
+        y -= y.mean()
+        for l2, beta in zip((0.01, 1.0), _ridge_solve(X, y, [0.01, 1.0]), strict=True):
+            expected = np.linalg.solve(X.T @ X / n + l2 * np.eye(d), X.T @ y / n)
+            np.testing.assert_allclose(beta, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_ridge_on_text_statistics_alone_uses_length() -> None:
+    prompts = [" ".join(["word"] * n) for n in range(1, 201)]
+    weak = np.array([n < 100 for n in range(1, 201)])  # long prompts defeat the weak model
+    router = RidgeRouter(embedders=[]).fit(prompts, weak, np.ones(200, bool))
+    assert router.features(prompts[:2]).shape == (2, len(TEXT_STAT_NAMES))
+    s = router.score(["word " * 5, "word " * 180])
+    assert s[1] > s[0] + 0.5
+
+
+def test_text_statistics_by_hand() -> None:
+    prompt = "What is 15% of 1,200?\nA. 12\nB. 180\nC) 1,200 x 2 = 2,400"
+    stats = dict(zip(TEXT_STAT_NAMES, text_statistics([prompt, ""])[0], strict=True))
+    assert stats["log_numbers"] == pytest.approx(np.log1p(7))  # 15, 1,200, 12, 180, 1,200, 2, 2,400
+    assert stats["log_distinct_numbers"] == pytest.approx(np.log1p(6))
+    assert stats["log_largest_number"] == pytest.approx(np.log1p(2400))
+    assert stats["log_option_lines"] == pytest.approx(np.log1p(3))  # "A. ", "B. ", "C) "
+    assert stats["log_lines"] == pytest.approx(np.log1p(3))
+    assert stats["log_question_marks"] == pytest.approx(np.log1p(1))
+    assert stats["log_words"] == pytest.approx(np.log1p(7))  # What, is, of, A, B, C, x (runs of letters)
+    np.testing.assert_array_equal(text_statistics([""]), np.zeros((1, len(TEXT_STAT_NAMES))))
+    assert text_statistics([]).shape == (0, len(TEXT_STAT_NAMES))
+    with pytest.raises(ValidationError, match="single string"):
+        text_statistics("one prompt")
 
 
 def test_random_router_is_deterministic_per_prompt_and_seed() -> None:
@@ -167,6 +234,17 @@ def test_evaluate_oracle_by_hand() -> None:
     assert res["strong_share_at_95"] == 0.25 and res["quality_at_95"] == 0.75
     assert res["threshold_at_95"] == 1.0
     assert curve["threshold"].iloc[0] == np.inf
+
+
+def test_evaluate_cascade_pays_both_calls_when_escalating() -> None:
+    # the weak model answers all four prompts (4 x 2 USD); one escalation to the strong model (+20 USD)
+    res = evaluate(oracle_scores(W, S), P4, W, S, PRICES, tokens=1_000_000, cascade=True, threshold=1.0)
+    np.testing.assert_allclose(res["curve"]["cost"], [8, 28, 48, 68, 88])
+    np.testing.assert_allclose(res["curve"]["quality"], [0.5, 0.75, 0.75, 0.75, 0.75])  # quality as routing
+    assert res["cost_all_strong"] == pytest.approx(80.0)  # savings stay relative to the strong model alone
+    assert res["cost_saving_at_95"] == pytest.approx(1 - 28 / 80)
+    assert res["at_threshold"]["cost_saving"] == pytest.approx(1 - 28 / 80)
+    assert evaluate(np.zeros(4), P4, W, S, PRICES, tokens=1_000_000, cascade=True)["cost_saving_at_95"] < 0
 
 
 def test_evaluate_random_line_and_ties() -> None:
@@ -246,6 +324,18 @@ def test_bad_inputs_are_validation_errors(embedder) -> None:
         LogisticRouter(l2=0)
     with pytest.raises(ValidationError, match="k="):
         KNNRouter(0)
+    with pytest.raises(ValidationError, match="l2"):
+        RidgeRouter(l2=0)
+    with pytest.raises(ValidationError, match="not both"):
+        RidgeRouter(embedder=HashingEmbedder(dim=64), embedders=[HashingEmbedder(dim=64)])
+    with pytest.raises(ValidationError, match="embedders or text_stats"):
+        RidgeRouter(embedders=[], text_stats=False)
+    with pytest.raises(ValidationError, match="cv_folds"):
+        RidgeRouter(cv_folds=1)
+    with pytest.raises(ValidationError, match="not an Embedder"):
+        RidgeRouter(embedders=["tfidf"])  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match="not fitted"):
+        RidgeRouter().score(["x"])
     with pytest.raises(ValidationError, match="not an Embedder"):
         KNNRouter(embedder="tfidf")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="different targets"):
@@ -304,6 +394,20 @@ def test_routellm_gsm8k_router_beats_random() -> None:
     )
     assert learned["apgr"] > expected_random["apgr"] + 0.03
     assert learned["cost_saving_at_95"] > expected_random["cost_saving_at_95"]
+
+
+@pytest.mark.skipif(not ROUTELLM.is_dir(), reason=f"RouteLLM data not found at {ROUTELLM} (shared/datasets/routellm)")
+def test_routellm_ridge_router_transfers_from_mmlu_to_gsm8k() -> None:
+    # trained on MMLU questions only (a sample of every subject), scored on GSM8K: a dataset it never saw
+    contaminated = set(pd.read_json(ROUTELLM / "mmlu_contaminated_prompts.jsonl", lines=True)["eval_prompt"])
+    mmlu = load_correctness(ROUTELLM / "mmlu", exclude=contaminated)
+    mmlu = mmlu.groupby("group").head(60)
+    gsm = load_correctness(ROUTELLM / "gsm8k_responses.csv")
+    router = RidgeRouter(l2=None).fit(list(mmlu.prompt), mmlu.weak_correct, mmlu.strong_correct)
+    learned = evaluate(router, list(gsm.prompt), gsm.weak_correct, gsm.strong_correct, tokens=1000)
+    expected_random = evaluate(np.zeros(len(gsm)), list(gsm.prompt), gsm.weak_correct, gsm.strong_correct, tokens=1000)
+    assert learned["apgr"] > expected_random["apgr"] + 0.03
+    assert learned["cost_saving_at_95"] > expected_random["cost_saving_at_95"] + 0.05
 
 
 # ---------------------------------------------------------------- live routing
