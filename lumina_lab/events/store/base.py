@@ -93,6 +93,8 @@ class BufferedEventStore:
     """
 
     kind = "base"
+    #: whether stored events outlive the process (at exit, only such a store writes what is still buffered)
+    persistent = True
 
     def __init__(
         self,
@@ -120,7 +122,7 @@ class BufferedEventStore:
         self._thread = threading.Thread(target=self._run, name=f"lumina-store-{self.kind}", daemon=True)
         self._thread.start()
         ref = weakref.ref(self)
-        atexit.register(lambda: (s := ref()) is not None and s.close())
+        atexit.register(lambda: (s := ref()) is not None and s._at_exit())
 
     # ------------------------------------------------------------------ writing
     def append(self, events: Iterable[Event] | Event) -> None:
@@ -452,6 +454,19 @@ class BufferedEventStore:
 
     def _release(self) -> None:
         pass
+
+    def _at_exit(self) -> None:
+        """Interpreter exit without :meth:`close`: a persistent store writes what is buffered; an in-memory
+        one has nothing to keep (its DuckDB connection may already refuse work), so it only stops."""
+        if self.persistent:
+            self.close()
+            return
+        with self._cond:
+            self._buf.clear()
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(1)
+        self._closed = True
 
     def __enter__(self: P) -> P:
         return self

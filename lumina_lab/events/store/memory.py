@@ -20,6 +20,7 @@ class MemoryEventStore(BufferedEventStore):
     """Events in an in-memory DuckDB table: same API as :class:`FileEventStore`, nothing on disk."""
 
     kind = "memory"
+    persistent = False
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("flush_interval_s", 0.05)

@@ -122,3 +122,19 @@ def test_leftover_tmp_files_do_not_matter(tmp_path):
         assert not [p for p in log.iterdir() if p.name.endswith(".tmp")]
         assert check_survivors(store, "victim", last) == stored
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("profile", ["test", "dev"])
+def test_a_script_that_never_closes_its_lab_exits_promptly_and_cleanly(tmp_path: Path, profile: str) -> None:
+    """At interpreter exit a file store writes what is buffered; an in-memory store only stops (nothing to keep),
+    instead of waiting 30 s on a DuckDB connection that already refuses work."""
+    script = f"from lumina_lab import Lab\nlab = Lab(profile={profile!r})\nlab.ask('hello', max_tokens=10)\n"
+    env = {**os.environ, "LUMINA_HOME": str(tmp_path)}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "not yet stored" not in done.stderr
+    assert time.monotonic() - started < 20
+    if profile == "dev":  # the file store kept the request's events
+        with FileEventStore(tmp_path / "events") as store:
+            assert store.sql("SELECT count(*) AS n FROM events WHERE type = 'provider.call.finished'").n[0] == 1
