@@ -339,9 +339,30 @@ def ask(prompt: str, needs: tuple[str, ...], max_tokens: int, project: str | Non
 @click.option("--concurrency", type=int, default=256, show_default=True, help="Requests in flight at once.")
 @click.option("--home", type=click.Path(file_okay=False), help="LUMINA_HOME for this run.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--serve", "serve_", is_flag=True, help="Show the run on the live dashboard (served from this process).")
+@click.option("--port", type=int, default=5006, show_default=True, help="With --serve: the dashboard's port (0: any free).")
+@click.option("--rate", type=float, default=None,
+              help="Requests started per second (default: as fast as they go; with --serve: 200, to watch).")
+@click.option("--serve-for", type=float, default=None,
+              help="With --serve: seconds to keep serving after the run (default: until Ctrl-C).")
 @_friendly_errors
-def demo(requests: int, seed: int, budget: float, concurrency: int, home: str | None, no_progress: bool) -> None:
-    """Route a simulated team workload through Lumina Lab and print a summary."""
+def demo(
+    requests: int,
+    seed: int,
+    budget: float,
+    concurrency: int,
+    home: str | None,
+    no_progress: bool,
+    serve_: bool,
+    port: int,
+    rate: float | None,
+    serve_for: float | None,
+) -> None:
+    """Route a simulated team workload through Lumina Lab and print a summary (--serve: watch it live)."""
+    import importlib.util
+    import socket
+    import time
+
     from rich.console import Console
 
     from .demo import run_demo
@@ -352,11 +373,56 @@ def demo(requests: int, seed: int, budget: float, concurrency: int, home: str | 
         raise ValidationError(f"--requests {requests} must be at least 1", input=requests)
     if concurrency < 1:
         raise ValidationError(f"--concurrency {concurrency} must be at least 1", input=concurrency)
+    if rate is not None and rate <= 0:
+        raise ValidationError(f"--rate {rate} must be positive", input=rate, hint="requests per second, e.g. --rate 200")
+    if not serve_ and (serve_for is not None or port != 5006):
+        raise ValidationError("--port and --serve-for go with --serve", hint="lumina demo --serve --port 5007")
+    console = Console()
     with Lab(**({"home": home} if home else {})) as lab:
-        report = run_demo(
-            lab, requests=requests, seed=seed, budget_usd=budget, concurrency=concurrency, progress=not no_progress
-        )
-    Console().print(report)
+        server = None
+        if serve_:
+            from .ui.server import serve
+
+            if port == 0:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", 0))
+                    port = s.getsockname()[1]
+            # the dashboard follows this lab's bus: what the demo routes shows up as it happens
+            metrics = importlib.util.find_spec("prometheus_client") is not None  # the observability extra
+            server = serve(lab, feed=False, port=port, threaded=True, verbose=False, metrics=metrics)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # listening before the workload starts
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
+            extra = "  (Prometheus: /metrics)" if metrics else ""
+            console.print(f"[bold]dashboard:[/] http://127.0.0.1:{port}/{extra}", highlight=False)
+            rate = rate or 200.0
+        try:
+            report = run_demo(
+                lab,
+                requests=requests,
+                seed=seed,
+                budget_usd=budget,
+                concurrency=concurrency,
+                progress=not no_progress,
+                rate=rate,
+            )
+            console.print(report)
+            if server is not None:
+                if serve_for is None:
+                    console.print(f"still serving http://127.0.0.1:{port}/ — Ctrl-C to stop", highlight=False)
+                    try:
+                        while True:
+                            time.sleep(3600)
+                    except KeyboardInterrupt:
+                        pass
+                else:
+                    time.sleep(serve_for)
+        finally:
+            if server is not None:
+                server.stop()
 
 
 # ---------------------------------------------------------------------------------------- policy

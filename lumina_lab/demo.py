@@ -6,8 +6,10 @@ projects, chat and code tasks) goes through the real router of a
 per-project budgets with soft warnings and hard stops, retries, fallbacks and
 circuit breakers.  Midway one provider suffers an outage and comes back, so
 its breaker opens and recovers.  A deliberately flaky subscriber shows dead
-letters and their replay.  Every step is an event; the summary is computed
-back from the event store with SQL.
+letters and their replay.  The shipped team notes go into ``lab.memory``, and a
+team policy (Cedar) keeps the eval project off the premium model.  Every step
+is an event; the summary is computed back from the event store with SQL.
+``lumina demo --serve`` shows it all on the live dashboard while it runs.
 
 The providers are *simulated* stand-ins (no model is called); their prices are
 the list prices of the models they stand for, from the shipped, dated snapshot.
@@ -56,6 +58,7 @@ class DemoReport:
     store: str
     home: str
     memory: pd.DataFrame | None = None
+    policy: pd.DataFrame | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -96,6 +99,8 @@ class DemoReport:
             parts.append(frame(self.budget_warnings, "Budget warnings"))
         if self.memory is not None and len(self.memory):
             parts.append(frame(self.memory, "Team memory: 30 shipped notes in lab.memory (DuckDB), hybrid search"))
+        if self.policy is not None and len(self.policy):
+            parts.append(frame(self.policy, "Team policy (Cedar): a code task needing code >= 0.9, routed per person"))
         parts.append(
             "Next: [cyan]lumina events tail[/]  ·  [cyan]lumina events query \"type = 'provider.breaker.changed'\"[/]"
             "  ·  [cyan]lumina ask 'write a parser' --needs code --route-only[/]  ·  [cyan]lumina info[/]"
@@ -144,14 +149,25 @@ def _workload(n: int, seed: int) -> list[ChatRequest]:
     return out
 
 
-async def _drive(lab: Lab, requests: list[ChatRequest], concurrency: int, bar: Any, outage: tuple[str, int, int]):
+async def _drive(
+    lab: Lab,
+    requests: list[ChatRequest],
+    concurrency: int,
+    bar: Any,
+    outage: tuple[str, int, int],
+    rate: float | None = None,
+):
     from .errors import BudgetExceeded, LuminaError
 
     counts = {"answered": 0, "budget": 0, "failed": 0}
     victim, start, stop = outage
     sem = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
 
     async def one(i: int, req: ChatRequest) -> None:
+        if rate:  # paced (a watched run): request i is due at t0 + i / rate
+            await asyncio.sleep(max(0.0, t0 + i / rate - loop.time()))
         async with sem:  # FIFO: request i starts after requests 0..i-1
             if i == start:
                 lab.providers[victim].provider.down = True  # type: ignore[attr-defined]
@@ -178,6 +194,7 @@ def run_demo(
     budget_usd: float = 0.6,
     concurrency: int = 256,
     progress: bool = True,
+    rate: float | None = None,
 ) -> DemoReport:
     """Run the demo workload through ``lab`` (a new :class:`Lab` on the configured home if omitted).
 
@@ -186,6 +203,7 @@ def run_demo(
         seed: makes the workload reproducible.
         budget_usd: hard budget per project per day (a soft warning at 80%).
         concurrency: requests in flight at once.
+        rate: requests started per second (default: as fast as they go), e.g. to watch a served dashboard.
     """
     from tqdm.auto import tqdm
 
@@ -194,6 +212,8 @@ def run_demo(
 
     if requests < 1:
         raise ValidationError(f"requests={requests} must be at least 1", input=requests)
+    if rate is not None and rate <= 0:
+        raise ValidationError(f"rate={rate} must be positive", input=rate, hint="requests per second, e.g. rate=200")
     own = lab is None
     lab = lab or Lab()
     subs = []
@@ -226,7 +246,7 @@ def run_demo(
         loop = lab.bus._ensure_loop_sync()
         start = time.perf_counter()
         with tqdm(total=requests, desc="routing", unit="req", disable=not progress, leave=False) as bar:
-            counts = asyncio.run_coroutine_threadsafe(_drive(lab, workload, concurrency, bar, outage), loop).result()
+            counts = asyncio.run_coroutine_threadsafe(_drive(lab, workload, concurrency, bar, outage, rate), loop).result()
         seconds = time.perf_counter() - start
         if breaker.state != "closed":  # the run ended before the breaker's next half-open probe
             time.sleep(max(0.0, breaker.open_s - (lab.router.clock.now() - breaker.opened_at)) + 0.01)
@@ -254,6 +274,7 @@ def run_demo(
         )
         by_project = ledger.by("project")
         memory = _memory_phase(lab)
+        policy = _policy_phase(lab)
         transitions = lab.sql(
             "SELECT strftime(ts, '%H:%M:%S.%g') AS at, payload->>'$.provider' AS provider, "
             "payload->>'$.old' AS old, payload->>'$.new' AS new "
@@ -282,6 +303,7 @@ def run_demo(
             store=lab.store.kind,
             home=str(lab.settings.home),
             memory=memory,
+            policy=policy,
         )
     finally:
         if "saved_open_s" in locals():
@@ -327,6 +349,58 @@ def _memory_phase(lab: Lab) -> pd.DataFrame:
                 "ms": round(res.ms, 2),
             }
         )
+    return pd.DataFrame(rows)
+
+
+TEAM_POLICY = """
+@id("team-uses-providers")
+permit(principal, action == Action::"use_provider", resource);
+
+@id("eval-stays-off-premium")
+forbid(principal, action == Action::"use_provider", resource)
+when { context.project == "eval" && resource.output_per_m.greaterThan(decimal("10.0")) };
+"""
+
+
+def _policy_phase(lab: Lab) -> pd.DataFrame:
+    """Route one code task per person under :data:`TEAM_POLICY` (a throwaway policy store, so the user's own
+    policies are untouched); the decisions are ``policy.*`` events on the lab's bus."""
+    import tempfile
+
+    import pandas as pd
+
+    from .policy import PolicyLab
+    from .providers import ChatRequest
+
+    saved = lab.router.policy
+    with tempfile.TemporaryDirectory(prefix="lumina-demo-policy-") as tmp:
+        policies = PolicyLab(path=tmp, bus=lab.bus, unknown="evaluate")
+        policies.publish(TEAM_POLICY, message="demo: the eval project stays off premium models")
+        lab.router.policy = policies.router_policy(lab.providers)
+        try:
+            rows = []
+            for person, project in TEAM.items():
+                request = ChatRequest(
+                    "[code] write a parser for the billing export",
+                    needs={"code": 0.9},
+                    max_tokens=256,
+                    principal=person,
+                    project=project,
+                    task="code",
+                )
+                decision = lab.route(request)
+                denied = [p for p, why in decision.excluded.items() if "forbidden by" in why]
+                rows.append(
+                    {
+                        "person": person,
+                        "project": project,
+                        "routed to": decision.ranked[0] if decision.ranked else "(none)",
+                        "candidates": len(decision.ranked),
+                        "denied by policy": ", ".join(denied),
+                    }
+                )
+        finally:
+            lab.router.policy = saved
     return pd.DataFrame(rows)
 
 

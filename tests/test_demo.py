@@ -79,3 +79,64 @@ def test_the_team_memory_answers_from_the_shipped_notes(report) -> None:
     assert memory["top note"].str.startswith(("note-08", "note-16", "note-19", "note-06")).all()
     assert memory.iloc[0]["top note"].startswith("note-08")  # the budget incident
     assert memory.iloc[1]["top note"].startswith("note-16")  # two kernels and the vector store
+
+
+def test_the_team_policy_keeps_eval_off_the_premium_model(report) -> None:
+    policy = report[0].policy.set_index("person")
+    assert policy.loc["barbara", "denied by policy"] == "sim-claude-3-7-sonnet"
+    assert (policy.drop(index="barbara")["denied by policy"] == "").all()
+    assert policy.loc["barbara", "candidates"] == policy.loc["ada", "candidates"] - 1
+
+
+def test_policy_decisions_are_events_and_the_users_policies_are_untouched(report) -> None:
+    _, lab = report
+    decided = lab.sql("SELECT payload->>'$.decision' AS d, count(*) AS n FROM events WHERE type = 'policy.decided' GROUP BY d")
+    counts = dict(zip(decided.d, decided.n, strict=True))
+    assert counts.get("DENY", counts.get("deny")) == 1
+    assert lab.policy.store.live is None  # the demo's policy lived in a throwaway store
+
+
+def test_a_paced_run_takes_its_time() -> None:
+    with Lab(profile="test") as lab:
+        r = run_demo(lab, requests=300, seed=1, rate=600, progress=False)
+    assert r.answered + r.budget_stopped + r.failed == 300
+    assert r.seconds >= 299 / 600
+
+
+def test_bad_rate() -> None:
+    with pytest.raises(ValidationError, match="rate=0"):
+        run_demo(Lab(profile="test"), requests=10, rate=0)
+
+
+def test_lumina_demo_serve_shows_the_run_on_the_dashboard(tmp_path) -> None:
+    """`lumina demo --serve`: the dashboard and /metrics are up while the workload runs, fed by its events."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    env = {**os.environ, "LUMINA_HOME": str(tmp_path), "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "lumina_lab", "demo", "-n", "600", "--rate", "300", "--serve", "--port", "0",
+           "--serve-for", "20", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, line
+        url = match.group(0)
+        assert httpx.get(url, timeout=30, follow_redirects=True).status_code == 200
+        deadline, seen, denied = time.monotonic() + 60, 0.0, None
+        while time.monotonic() < deadline and not (seen >= 600 and denied):  # routing first, then the policy phase
+            text = httpx.get(url + "metrics", timeout=10).text
+            found = re.search(r'^lumina_requests_total\{strategy="\w+"\} ([\d.]+)', text, re.M)
+            seen = float(found.group(1)) if found else 0.0
+            denied = re.search(r'^lumina_policy_denials_total\{point="router"\} 1\.0', text, re.M)
+            time.sleep(0.5)
+        assert seen == 600 and denied
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0]
+    assert "Team policy (Cedar)" in out
