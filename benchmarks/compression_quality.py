@@ -27,75 +27,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from lumina_lab.memory.compression import CompressionEvaluator
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "locomo" / "locomo7.json"
-_ID = re.compile(r"D:?(\d+):0*(\d+)")
-
-
-def norm_ids(evidence: list[str]) -> list[str]:
-    """``["D8:6; D9:17", "D:11:26", "D30:05"]`` -> ``["D8:6", "D9:17", "D11:26", "D30:5"]``."""
-    out: list[str] = []
-    for e in evidence:
-        for m in _ID.finditer(str(e)):
-            out.append(f"D{int(m.group(1))}:{int(m.group(2))}")
-    return list(dict.fromkeys(out))
-
-
-def session_ts(value: str) -> float:
-    """``"1:56 pm on 8 May, 2023"`` -> epoch seconds (0.0 if it does not parse)."""
-    try:
-        return datetime.strptime(value.strip(), "%I:%M %p on %d %B, %Y").timestamp()
-    except ValueError:
-        return 0.0
-
-
-def examples(data: list[dict], limit: int | None = None) -> list[tuple[str, list[dict], list[str]]]:
-    out = []
-    for conv in data:
-        c = conv["conversation"]
-        sessions: dict[int, list[dict]] = {}
-        for key, turns in c.items():
-            m = re.fullmatch(r"session_(\d+)", key)
-            if not m or not isinstance(turns, list):
-                continue
-            n = int(m.group(1))
-            ts = session_ts(c.get(f"{key}_date_time", ""))
-            items = []
-            for j, t in enumerate(turns):
-                text = f"{t['speaker']}: {t['text']}"
-                if t.get("blip_caption"):
-                    text += f" [shared image: {t['blip_caption']}]"
-                items.append({"id": t["dia_id"], "text": text, "ts": ts + j})
-            sessions[n] = items
-        for qa in conv["qa"]:
-            evidence = norm_ids(qa.get("evidence", []))
-            wanted = sorted({int(e[1:].split(":")[0]) for e in evidence} & set(sessions))
-            items = [it for n in wanted for it in sessions[n]]
-            ids = {it["id"] for it in items}
-            evidence = [e for e in evidence if e in ids]
-            if evidence:
-                out.append((qa["question"], items, evidence))
-            if limit is not None and len(out) >= limit:
-                return out
-    return out
+from lumina_lab.memory.locomo import LoCoMoError, compression_examples, default_path, load_locomo
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--data", type=Path, default=default_path())
     ap.add_argument("--ratios", default="1,0.75,0.5,0.33,0.25,0.1")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--embedder", default="hashing")
     args = ap.parse_args()
     ratios = tuple(float(r) for r in args.ratios.split(","))
     t0 = time.perf_counter()
-    exs = examples(json.loads(args.data.read_text()), args.limit)
+    try:
+        exs = compression_examples(load_locomo(args.data), args.limit)
+    except LoCoMoError as e:
+        raise SystemExit(str(e)) from None
     ev = CompressionEvaluator(ratios, strategy="mmr", baselines=("truncate-oldest", "random"), embedder=args.embedder)
     per = ev.per_example(exs)
     curve = ev.aggregate(per)

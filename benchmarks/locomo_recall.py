@@ -23,8 +23,11 @@ Prints one JSON line:
   ``rank_bm25.BM25Okapi`` computes it (k1 1.5, b 0.75, idf floor 0.25 x mean idf), lowercase
   word tokens, English stop words removed, no stemming, over the same turn texts;
   ``keyword_index_recall@10`` — :class:`~lumina_lab.memory.keyword.KeywordIndex` with its defaults;
-* ``dev_recall@10`` / ``heldout_recall@10`` (and multi-hop) — conversations 0-2, on which the
-  recall weights were checked, and the others, never used for a choice;
+* ``by_split`` → ``{"dev": {...}, "heldout": {...}}``, the same keys as the top level for
+  conversations 0-2 (on which every weight and step was chosen) and for the others (held out:
+  never used for a choice), and the short forms ``dev_recall@10`` / ``heldout_recall@10`` (and
+  their multi-hop parts);
+* ``embedder_identity`` — the embedder that really ran (``minilm:all-MiniLM-L6-v2`` or the hashing one);
 * with ``--ablations``: ``ablations`` → ``{"dense_only" | "first_pass" | "-<step>": {...}}``, the plain
   top-10 recall (compare with ``recall@10_unbudgeted``), its multi-hop part and its held-out part.
 
@@ -32,9 +35,12 @@ Anchors (LoCoMo conversations conv-26 ... conv-47, from SOURCE.md of the shared 
 BM25 recall@10 0.583 (multi-hop 0.248), dense MiniLM alone ≈ 0.43.  Target: recall@10 ≥ 0.75,
 multi-hop ≥ 0.50, with at most 10 turns' worth of tokens for @10.
 
+The file is read by :func:`lumina_lab.memory.locomo.load_locomo` (evidence ids, session dates and
+categories are parsed there).
+
 Usage: python benchmarks/locomo_recall.py --data PATH [--embedder hashing|minilm] [--limit N]
        [--no-hybrid] [--no-expansion] [--no-topics] [--no-temporal] [--no-neighbours] [--no-sessions]
-       [--no-speaker] [--no-rerank] [--no-contextual] [--ablations]
+       [--no-speaker] [--no-rerank] [--no-multiquery] [--no-intent] [--no-contextual] [--ablations]
 """
 
 from __future__ import annotations
@@ -54,78 +60,30 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+from lumina_lab.memory.locomo import CATEGORIES
+
 KS = (5, 10, 20)
-_SESSION = re.compile(r"^session_(\d+)$")
-_EVIDENCE = re.compile(r"D:?(\d+):0*(\d+)")
 
 
 # ---------------------------------------------------------------------- data
-def normalise_evidence(evidence: Sequence[Any], known: set[str]) -> list[str]:
-    """Evidence ids as ``D<session>:<turn>``, split, repaired, de-duplicated; unknown ids dropped."""
-    out = []
-    for e in evidence:
-        for part in re.split(r"[;,\s]+", str(e)):
-            m = _EVIDENCE.fullmatch(part.strip())
-            if m:
-                i = f"D{int(m.group(1))}:{int(m.group(2))}"
-                if i in known:
-                    out.append(i)
-    return list(dict.fromkeys(out))
-
-
-def session_time(text: str) -> float:
-    """Epoch seconds of a LoCoMo session date like ``"1:56 pm on 8 May, 2023"``."""
-    from lumina_lab.memory.entities import to_datetime
-
-    return to_datetime(text).timestamp()
-
-
 def load(path: Path) -> list[dict[str, Any]]:
-    """Conversations: ``id``, ``turns`` (dicts for remember_many) and ``questions`` (q, gold, category)."""
+    """Conversations of a LoCoMo file (read by :func:`lumina_lab.memory.locomo.load_locomo`) as dicts:
+    ``id``, ``turns`` (mappings for ``remember_many``), ``questions`` (``q``, ``gold``, ``category``), ``skipped``."""
+    from lumina_lab.memory.locomo import LoCoMoError, load_locomo
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"cannot read {path}: {e}") from None
-    if not isinstance(data, list):
-        raise SystemExit(f"{path} is not a LoCoMo file: expected a list of samples")
-    convs = []
-    for n, sample in enumerate(data):
-        conv = sample.get("conversation") if isinstance(sample, dict) else None
-        if not isinstance(conv, dict):
-            raise SystemExit(f"{path}: sample {n} has no 'conversation'")
-        turns = []
-        numbers = sorted(int(m.group(1)) for k in conv if (m := _SESSION.match(k)))
-        for s in numbers:
-            when = conv.get(f"session_{s}_date_time")
-            ts = session_time(when) if when else float(s * 86400)
-            for t in conv[f"session_{s}"] or []:
-                turns.append(
-                    {
-                        "speaker": t["speaker"],
-                        "text": t.get("text") or "",
-                        "dia_id": t["dia_id"],
-                        "blip_caption": t.get("blip_caption"),
-                        "session": str(s),
-                        "ts": ts,
-                    }
-                )
-        turns = [t for t in turns if t["text"].strip() or t.get("blip_caption")]
-        for t in turns:
-            if not t["text"].strip():
-                t["text"] = "(shared an image)"
-        known = {t["dia_id"] for t in turns}
-        questions, skipped = [], 0
-        for q in sample.get("qa", []):
-            gold = normalise_evidence(q.get("evidence", []), known)
-            if not gold or not str(q.get("question", "")).strip():
-                skipped += 1
-                continue
-            questions.append({"q": q["question"], "gold": gold, "category": int(q.get("category", 0))})
-        convs.append(
-            {"id": sample.get("sample_id", str(n)), "turns": turns, "questions": questions, "skipped": skipped}
-        )
-    return convs
+        convs = load_locomo(path)
+    except LoCoMoError as e:
+        raise SystemExit(str(e)) from None
+    return [
+        {
+            "id": c.id,
+            "turns": [t.as_item() for t in c.turns],
+            "questions": [{"q": q.question, "gold": q.evidence, "category": q.category} for q in c.questions],
+            "skipped": c.skipped,
+        }
+        for c in convs
+    ]
 
 
 def turn_text(t: dict[str, Any]) -> str:
@@ -260,8 +218,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         n_turns += len(texts)
         skipped += conv["skipped"]
         t0 = time.perf_counter()
+        store = VectorMemory(backend="memory", embedder=embedder)
+        # VectorMemory takes ``embedder or HashingEmbedder()``, and a DiskCachedEmbedder over an empty cache
+        # has len 0, so it is falsy: without this line a first run with a cold cache measures the hashing embedder
+        store.embedder = embedder
         mem = ConversationMemory(
-            VectorMemory(backend="memory", embedder=embedder),
+            store,
             name=f"c{ci}",
             config=config,
             graph_path=False,
@@ -301,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "benchmark": "locomo_recall",
         "data": args.data.name,
         "embedder": args.embedder,
+        "embedder_identity": getattr(embedder, "identity", type(embedder).__name__),
         "contextual": args.contextual,
         "steps": config.steps,
         "conversations": len(convs),
@@ -319,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out |= bm25_scores.summary("bm25_")
     out["keyword_index_recall@10"] = kw_scores.at10()
     if len(convs) > 3:
+        out["by_split"] = {
+            "dev": {"conversations": "0-2"} | main_scores.summary(where=dev),
+            "heldout": {"conversations": f"3-{len(convs) - 1}"} | main_scores.summary(where=held),
+        }
         out["dev_recall@10"] = main_scores.at10(dev)
         out["heldout_recall@10"] = main_scores.at10(held)
         out["dev_multi-hop_recall@10"] = main_scores.at10(dev, 1)

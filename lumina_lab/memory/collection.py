@@ -129,7 +129,7 @@ class VectorMemory:
 
             store = open_vector_store(backend, **options)
         self.store = store
-        self.embedder = embedder or HashingEmbedder()
+        self.embedder = embedder if embedder is not None else HashingEmbedder()  # an empty cache has len 0
         self.bus = bus
         self.cache = QueryCache(cache_size)
         self.policy = policy

@@ -268,6 +268,8 @@ class ConversationMemory:
 
         if memory is None:
             memory = VectorMemory(backend=backend, embedder=embedder, bus=bus, **options)
+            if embedder is not None:  # an embedder with a len() may be falsy (an empty DiskCachedEmbedder)
+                memory.embedder = embedder
         elif embedder is not None or options:
             raise ValidationError(
                 "pass either memory= or backend/embedder/options, not both",

@@ -243,6 +243,10 @@ class DiskCachedEmbedder:
             raise ValidationError(f"embed_one() takes a str, not {type(text).__name__}", input=text)
         return self.embed([text])[0]
 
+    def __bool__(self) -> bool:
+        """Always true: an embedder, even with an empty cache (``embedder or default`` must keep it)."""
+        return True
+
     def __len__(self) -> int:
         """Vectors stored for this identity."""
         with self._lock:

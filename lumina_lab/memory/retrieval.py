@@ -1,4 +1,5 @@
-"""Recall for conversation memory: hybrid first pass, then expansion, time, neighbours, sessions, speaker, rerank.
+"""Recall for conversation memory: hybrid first pass, expansion, time, neighbours, sessions, speaker, rerank,
+run for the question and for its aspect, with weights suited to what the question asks for.
 
 :class:`Retriever` keeps what ranking needs about every item of a
 :class:`~lumina_lab.memory.conversation.ConversationMemory` (session, position in it, time,
@@ -29,8 +30,21 @@ ablation per step):
 7. ``rerank`` — answer-type matching: a *when* question favours items holding a date, *how
    many* a number, *where* a place, *who* a name: score * ``1 + rerank_weight``.
 
+Around these, per query:
+
+* ``intent`` — a question that asks for a list gathered over time (:func:`asks_for_many`:
+  ``"What books has Ann read?"``, ``"Which cities have both visited?"``) runs with the
+  ``list_*`` weights: less neighbour and session boost (which favour one stretch of
+  conversation, while such answers are spread over many), a stronger speaker prior, a little
+  more dense weight.
+* ``multiquery`` — multi-query retrieval: when the question names a participant, steps 1-7 run
+  again for its :func:`aspect_query` (the question without the participants' names, which are in
+  almost every turn and pull the embedding towards any turn of that person); both rankings are
+  scaled by their best score and summed, the aspect's with weight ``aspect_weight``.
+
 The weights are fixed, round values chosen for what each signal means, checked on
-LoCoMo conversations 0-2 only and reported on all (see ``benchmarks/locomo_recall.py``).
+LoCoMo conversations 0-2 only and reported on all, the others held out (see
+``benchmarks/locomo_recall.py``).
 
 >>> r = Retriever()
 >>> r.add(["t1", "t2", "t3"], ["Ann: I adopted a puppy called Rex.", "Bob: What breed is he?",
@@ -64,11 +78,24 @@ __all__ = [
     "Retriever",
     "Scored",
     "answer_type",
+    "asks_for_many",
+    "aspect_query",
     "stem",
     "terms",
 ]
 
-STEPS: tuple[str, ...] = ("hybrid", "expansion", "topics", "temporal", "neighbours", "sessions", "speaker", "rerank")
+STEPS: tuple[str, ...] = (
+    "hybrid",
+    "expansion",
+    "topics",
+    "temporal",
+    "neighbours",
+    "sessions",
+    "speaker",
+    "rerank",
+    "multiquery",
+    "intent",
+)
 """The switchable steps of the recall pipeline, in the order they run."""
 
 
@@ -278,6 +305,58 @@ def answer_type(question: str) -> str | None:
     return None
 
 
+_AUX = _wordset("does did has have is are was were do had will would can could might")
+_MANY = re.compile(r"\b(?:both|in common|how many times|ever)\b")
+
+
+def asks_for_many(question: str) -> bool:
+    """Whether a question asks for a list of things gathered over time (an aggregation question).
+
+    English cues only: a plural noun right after *what*/*which* (``"What books..."``, ``"Which
+    cities..."``, ``"What are..."``), *both*, *in common*, *how many times* or *ever*.  Such
+    answers are usually said at different times, so recall weakens the boosts that favour one
+    stretch of conversation.
+
+    >>> asks_for_many("What books has Melanie read?"), asks_for_many("What did Bob bake?")
+    (True, False)
+    """
+    low = question.lower()
+    words = re.findall(r"[\w'+-]+", low)
+    if not words:
+        return False
+    if words[0] in ("what", "which"):
+        for w in words[1:4]:
+            if w in _AUX:
+                break
+            if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "'s")):
+                return True
+        if len(words) > 1 and words[1] in ("are", "were"):
+            return True
+    return bool(_MANY.search(low))
+
+
+def aspect_query(query: str, names: Iterable[str]) -> str | None:
+    """``query`` without the given participants' names (first names, possessives too), or ``None``
+    when nothing was removed or nothing worth searching is left.
+
+    In a conversation the participants' names are in almost every turn, so they say little about
+    *which* turn answers; the rest of the question (its aspect) does.
+
+    >>> aspect_query("What books has Melanie read?", ["Melanie", "Caroline Smith"])
+    'What books has read?'
+    """
+    out = query
+    for name in names:
+        first = name.split()[0] if name.split() else ""
+        if first:
+            out = re.sub(r"\b" + re.escape(first) + r"(?:['\u2019]s)?\b", " ", out, flags=re.I)
+    out = re.sub(r"\s+", " ", out).strip()
+    out = re.sub(r"\s+([?.!,])", r"\1", out)
+    if out == query.strip() or not terms(out):
+        return None
+    return out
+
+
 # ---------------------------------------------------------------------- configuration
 @dataclass(frozen=True)
 class RecallConfig:
@@ -295,6 +374,8 @@ class RecallConfig:
     sessions: bool = True
     speaker: bool = True
     rerank: bool = True
+    multiquery: bool = True
+    intent: bool = True
     alpha: float = 0.5
     depth: int = 100
     prf_docs: int = 5
@@ -308,6 +389,11 @@ class RecallConfig:
     session_top: int = 3
     speaker_weight: float = 0.1
     rerank_weight: float = 0.2
+    aspect_weight: float = 0.5
+    list_alpha: float = 0.6
+    list_neighbour_weight: float = 0.1
+    list_session_weight: float = 0.1
+    list_speaker_weight: float = 0.4
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -320,16 +406,28 @@ class RecallConfig:
                     raise ValidationError(f"RecallConfig.{f.name}={v!r} must be a positive integer", input=v)
             elif isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
                 raise ValidationError(f"RecallConfig.{f.name}={v!r} must be a finite number >= 0", input=v)
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValidationError(
-                f"RecallConfig.alpha={self.alpha!r} must be in [0, 1]",
-                input=self.alpha,
-                hint="alpha weighs the dense side; 1 - alpha the keyword side",
-            )
-        if self.speaker_weight > 1.0:
-            raise ValidationError(
-                f"RecallConfig.speaker_weight={self.speaker_weight!r} must be in [0, 1]", input=self.speaker_weight
-            )
+        for name in ("alpha", "list_alpha"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValidationError(
+                    f"RecallConfig.{name}={getattr(self, name)!r} must be in [0, 1]",
+                    input=getattr(self, name),
+                    hint="alpha weighs the dense side; 1 - alpha the keyword side",
+                )
+        for name in ("speaker_weight", "list_speaker_weight"):
+            if getattr(self, name) > 1.0:
+                raise ValidationError(
+                    f"RecallConfig.{name}={getattr(self, name)!r} must be in [0, 1]", input=getattr(self, name)
+                )
+
+    def for_lists(self) -> RecallConfig:
+        """The weights used for a question that :func:`asks_for_many` (the ``intent`` step)."""
+        return replace(
+            self,
+            alpha=self.list_alpha,
+            neighbour_weight=self.list_neighbour_weight,
+            session_weight=self.list_session_weight,
+            speaker_weight=self.list_speaker_weight,
+        )
 
     def without(self, *steps: str) -> RecallConfig:
         """A copy with ``steps`` switched off."""
@@ -570,6 +668,12 @@ class Retriever:
         search), plus their adjacent turns; every candidate then gets its exact dense and
         keyword scores, so no item is ranked on a partial score.
 
+        With ``intent``, a question that :func:`asks_for_many` runs with the ``list_*`` weights
+        (:meth:`RecallConfig.for_lists`).  With ``multiquery``, when the question names a
+        participant, its :func:`aspect_query` (the question without participants' names) runs the
+        same pipeline; each list is scaled by its best score and they are summed, the aspect's
+        with weight ``aspect_weight``.
+
         Args:
             allowed: only these ids can be returned (a level or metadata filter); ``None``: all.
             now: reference time for relative dates in the query (default: the latest item time).
@@ -578,6 +682,41 @@ class Retriever:
         cfg = config or RecallConfig()
         if allowed is not None and not allowed:
             return []
+        if cfg.intent and asks_for_many(query):
+            cfg = cfg.for_lists()
+        aspect = aspect_query(query, self.speakers) if cfg.multiquery and cfg.aspect_weight > 0 else None
+        if aspect is None:
+            return self._search(query, k, cfg, allowed, now, query_vector)
+        pool = max(k, 50)  # both lists deep enough that their sum ranks the top k well
+        main = self._search(query, pool, cfg, allowed, now, query_vector)
+        side = self._search(aspect, pool, cfg, allowed, now, None)
+        top_main = max((x.score for x in main), default=0.0) or 1.0
+        top_side = max((x.score for x in side), default=0.0) or 1.0
+        fused: dict[str, Scored] = {}
+        for x in main:
+            fused[x.id] = Scored(
+                x.id, x.score / top_main, x.text, x.metadata, {p: v / top_main for p, v in x.parts.items()}
+            )
+        for x in side:
+            add = cfg.aspect_weight * x.score / top_side
+            got = fused.get(x.id)
+            if got is None:
+                got = fused[x.id] = Scored(x.id, 0.0, x.text, x.metadata, {})
+            got.score += add
+            got.parts["aspect"] = add
+        order = sorted(fused.values(), key=lambda x: (-x.score, self.rows[x.id].seq))
+        return order[:k]
+
+    def _search(
+        self,
+        query: str,
+        k: int,
+        cfg: RecallConfig,
+        allowed: set[str] | None,
+        now: float | None,
+        query_vector: np.ndarray | None,
+    ) -> list[Scored]:
+        """One run of the pipeline (steps 1-7 of the module docs) for one query text."""
         depth = max(cfg.depth, 4 * k)
         qv = query_vector
         if qv is None and self.dense is not None and self.embed is not None:

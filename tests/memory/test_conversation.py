@@ -216,6 +216,17 @@ def test_empty_memory_recalls_nothing():
     assert mem.consolidate().items == []
 
 
+def test_an_empty_disk_cache_embedder_is_used_not_replaced(tmp_path):
+    from lumina_lab.memory.embed_cache import DiskCachedEmbedder
+
+    cached = DiskCachedEmbedder(HashingEmbedder(dim=64), path=tmp_path / "vectors.sqlite")
+    assert len(cached) == 0  # falsy: ``embedder or default`` would drop it
+    mem = ConversationMemory(backend="memory", embedder=cached)
+    assert mem.memory.embedder is cached
+    mem.remember("Ann: I adopted a beagle.", session="s1")
+    assert len(cached) >= 1
+
+
 # ---------------------------------------------------------------------- graph, explorer, events
 def test_graph_links_items_entities_dates_and_time(mem):
     g = mem.graph

@@ -184,3 +184,12 @@ def test_processes_share_one_cache_file(tmp_path: Path) -> None:
     texts = [f"text {j}" for j in range(300)]
     np.testing.assert_array_equal(cached.embed(texts), HashingEmbedder(dim=32).embed(texts))
     assert cached.stats()["hits"] == 300 and len(cached) == 300
+
+
+def test_an_empty_cache_is_still_the_collections_embedder(tmp_path) -> None:
+    """An empty cache has length 0 but must not be replaced by the default embedder (`embedder or default`)."""
+    from lumina_lab.memory.collection import VectorMemory
+
+    cached = DiskCachedEmbedder(HashingEmbedder(dim=64), tmp_path / "cache.sqlite")
+    assert len(cached) == 0 and bool(cached)
+    assert VectorMemory(backend="memory", embedder=cached).embedder is cached

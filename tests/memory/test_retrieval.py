@@ -11,7 +11,16 @@ import pytest
 import lumina_lab.memory.retrieval as retrieval_module
 from lumina_lab.errors import ValidationError
 from lumina_lab.memory.embeddings import HashingEmbedder
-from lumina_lab.memory.retrieval import STEPS, RecallConfig, Retriever, answer_type, stem, terms
+from lumina_lab.memory.retrieval import (
+    STEPS,
+    RecallConfig,
+    Retriever,
+    answer_type,
+    asks_for_many,
+    aspect_query,
+    stem,
+    terms,
+)
 
 DAY = 86400.0
 MAY = datetime(2023, 5, 8, tzinfo=UTC).timestamp()
@@ -102,6 +111,83 @@ def test_config_switches_and_validation():
         RecallConfig(hybrid="yes")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match=">= 0"):
         RecallConfig(neighbour_weight=-1)
+
+
+@pytest.mark.parametrize(
+    ("question", "many"),
+    [
+        ("What books has Melanie read?", True),
+        ("Which cities have both Jon and Gina visited?", True),
+        ("What are Ann's hobbies?", True),
+        ("How many times has Bob baked bread?", True),
+        ("Has Ann ever been to Paris?", True),
+        ("What did Bob bake?", False),
+        ("When did Ann adopt Rex?", False),
+        ("What is Ann's dog called?", False),
+        ("How old is Rex?", False),
+        ("", False),
+    ],
+)
+def test_list_questions(question, many):
+    assert asks_for_many(question) is many
+
+
+def test_aspect_query_drops_the_participants_names():
+    names = ["Ann", "Bob Stone"]
+    assert aspect_query("What did Ann's dog and Bob eat?", names) == "What did dog and eat?"
+    assert aspect_query("How old is Rex?", names) is None  # no participant named: nothing to add
+    assert aspect_query("Ann and Bob?", names) is None  # nothing worth searching is left
+    assert aspect_query("What did ANN say?", names) == "What did say?"
+
+
+def test_multiquery_adds_the_aspect_ranking():
+    r = build()
+    cfg = RecallConfig.only("hybrid", "multiquery")
+    got = r.search("What did Bob bake?", 9, cfg)
+    assert any("aspect" in s.via for s in got)
+    assert got[0].score == pytest.approx(max(s.score for s in got))
+    # without the step, or when no participant is named, a single ranking as before
+    plain = r.search("What did Bob bake?", 9, RecallConfig.only("hybrid"))
+    assert not any("aspect" in s.via for s in plain)
+    assert not any("aspect" in s.via for s in r.search("bread", 9, cfg))
+    assert [s.id for s in r.search("bread", 9, cfg)] == [
+        s.id for s in r.search("bread", 9, RecallConfig.only("hybrid"))
+    ]
+
+
+def test_intent_uses_the_list_weights_for_list_questions():
+    cfg = RecallConfig()
+    lists = cfg.for_lists()
+    assert (lists.alpha, lists.neighbour_weight, lists.session_weight, lists.speaker_weight) == (
+        cfg.list_alpha,
+        cfg.list_neighbour_weight,
+        cfg.list_session_weight,
+        cfg.list_speaker_weight,
+    )
+    r = build()
+    q = "What things has Ann done with Rex?"
+    off = r.search(q, 9, RecallConfig().without("intent"))
+    same = r.search(
+        q,
+        9,
+        RecallConfig()
+        .without("intent")
+        .with_(
+            **{
+                "alpha": cfg.list_alpha,
+                "neighbour_weight": cfg.list_neighbour_weight,
+                "session_weight": cfg.list_session_weight,
+                "speaker_weight": cfg.list_speaker_weight,
+            }
+        ),
+    )
+    on = r.search(q, 9, RecallConfig())
+    assert [s.id for s in on] == [s.id for s in same]
+    assert [round(s.score, 9) for s in on] != [round(s.score, 9) for s in off]
+    with pytest.raises(ValidationError, match="list_alpha"):
+        RecallConfig(list_alpha=2.0)
+    with pytest.raises(ValidationError, match="list_speaker_weight"):
+        RecallConfig(list_speaker_weight=1.5)
 
 
 def test_first_pass_hybrid_finds_keyword_and_dense_matches():
