@@ -77,7 +77,7 @@ class EventBrowser(LiveView):
         self._listen(bus_of(lab, bus), self.pattern, self._take, batch=512, maxsize=20_000)
         self.filter = pn.widgets.TextInput(label="Type filter (glob)", value="*", width=220)
         self.pause = pn.widgets.Toggle(label="Pause", value=False, width=90, align="end")
-        self.info = pn.pane.HTML("", margin=(15, 10))
+        self.info = pn.pane.HTML("", margin=(15, 10), sizing_mode="stretch_width")  # wraps instead of overflowing
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=list(COLUMNS)),
             show_index=False,

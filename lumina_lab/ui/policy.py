@@ -23,6 +23,20 @@ _ACTION = re.compile(r'Action::"([^"\\]+)"')
 _NONE = "(none)"
 
 
+def starter_policy(providers: list[str]) -> str:
+    """The editor's starting text when nothing is published yet: a team-wide permit and one forbid, over the
+    lab's providers (the first stays open to interns), so *Run grid* shows both colours at once."""
+    keep = json.dumps(providers[0])
+    return (
+        "// Nothing is published yet: edit this starter, run the grid, and publish it when it says what you mean.\n"
+        '@id("team-uses-providers")\n'
+        'permit(principal, action == Action::"use_provider", resource);\n\n'
+        '@id("interns-stay-on-one-model")\n'
+        'forbid(principal == User::"intern", action == Action::"use_provider", resource)\n'
+        f"unless {{ resource == Provider::{keep} }};\n"
+    )
+
+
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
@@ -79,8 +93,15 @@ class PolicySimulatorView(LiveView):
         if source_bus is not None:
             self._listen(bus_of(None, source_bus), "policy.*", self._take, batch=256)
         live = self.policy.live
+        providers = [s.id for s in lab.providers] if lab is not None else []
+        starter = text is None and live is None and bool(providers)  # nothing published yet: a starting point
         start = text if text is not None else (live.text if live is not None else "")
+        if starter:
+            start = starter_policy(providers)
         p_default, r_default = self._entity_defaults()
+        if starter:
+            p_default = p_default or ['User::"ann"', 'User::"intern"']
+            r_default = r_default or [f"Provider::{json.dumps(p)}" for p in providers]
         self.editor = pn.widgets.CodeEditor(value=start, language="text", height=200, sizing_mode="stretch_width")
         self.principals = pn.widgets.TextAreaInput(
             label="Principals (one per line)", value="\n".join(principals or p_default), height=120, width=220

@@ -291,6 +291,24 @@ def test_policy_simulator_view(lab: Lab) -> None:
     view.close()
 
 
+def test_policy_simulator_starts_from_a_starter_policy_when_nothing_is_published(lab: Lab) -> None:
+    """A new user's first grid shows both colours: everyone may use providers, an intern only the first one."""
+    from lumina_lab.ui import PolicySimulatorView
+
+    assert lab.policy.live is None
+    view = PolicySimulatorView(lab)
+    providers = [s.id for s in lab.providers]
+    assert view.actions.value == "use_provider"
+    assert view.resources.value.splitlines() == [f'Provider::"{p}"' for p in providers]
+    matrix = view.run()
+    frame = matrix.frame
+    intern = frame[frame.principal == 'User::"intern"']
+    assert list(intern.decision) == ["allow"] + ["deny"] * (len(providers) - 1)
+    assert set(frame[frame.principal == 'User::"ann"'].decision) == {"allow"}
+    assert lab.policy.live is None  # nothing published until the user says so
+    view.close()
+
+
 def test_dashboard_layouts_and_themes(lab: Lab, lumina_home: Path) -> None:
     from lumina_lab.ui import COMPONENTS, Dashboard
 
