@@ -17,8 +17,12 @@ Ground truth is exact cosine top-10 by numpy. Prints one JSON line:
   a pure-Python Milvus Lite; the older C++ Lite, milvus-lite 2.5, is not what ``pip install pymilvus``
   brings today.)
 
+* ``ef_sweep_*`` — recall@10 and p50 of the same index at fixed search breadths (``--sweep-ef``);
+  ``expansion_search_*`` is the breadth the store picks by itself at that size.
+
 Usage: python benchmarks/vector_search.py [--sizes 100000,1000000] [--dim 384] [--queries 200]
-       [--no-milvus] [--milvus-max 1000000]
+       [--no-milvus] [--milvus-max 1000000] [--sweep-ef 128,256,512,1024]
+       [--ann-params connectivity=32,expansion_add=64]
 """
 
 from __future__ import annotations
@@ -61,10 +65,13 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)]))
 
 
-def bench_ours(root: Path, data: np.ndarray, queries: np.ndarray, truth: np.ndarray, tag: str) -> dict:
+def bench_ours(
+    root: Path, data: np.ndarray, queries: np.ndarray, truth: np.ndarray, tag: str, sweep_ef: list[int],
+    ann_params: dict | None = None,
+) -> dict:
     from lumina_lab.memory.stores.duckdb import DuckDBVectorStore
 
-    store = DuckDBVectorStore(root / "ours.duckdb", lease_s=1.0)
+    store = DuckDBVectorStore(root / "ours.duckdb", lease_s=1.0, ann_params=ann_params)
     store.create_collection("bench", dim=data.shape[1])
     ids = [str(i) for i in range(len(data))]
     t = time.perf_counter()
@@ -80,9 +87,25 @@ def bench_ours(root: Path, data: np.ndarray, queries: np.ndarray, truth: np.ndar
         hits = store.search("bench", q, k=10)
         times.append((time.perf_counter() - t) * 1000)
         found.append([int(h.id) for h in hits])
+    sweep = {}
+    ann = store._tables["bench"].ann
+    if ann is not None and sweep_ef:
+        for ef in sweep_ef:  # recall vs latency at fixed search breadths, same index
+            ann.fixed_expansion = ef
+            st, sf = [], []
+            for q in queries:
+                t = time.perf_counter()
+                hits = store.search("bench", q, k=10)
+                st.append((time.perf_counter() - t) * 1000)
+                sf.append([int(h.id) for h in hits])
+            sweep[str(ef)] = {"p50_ms": round(statistics.median(st), 3), "recall_at_10": round(recall(sf, truth), 4)}
+        ann.fixed_expansion = None
+        expansion = ann.expansion(64)
+    else:
+        expansion = None
     store.close()
     t = time.perf_counter()
-    reopened = DuckDBVectorStore(root / "ours.duckdb")
+    reopened = DuckDBVectorStore(root / "ours.duckdb", ann_params=ann_params)
     reopened.search("bench", queries[0], k=10)
     reopen = time.perf_counter() - t
     reopened.close()
@@ -93,6 +116,8 @@ def bench_ours(root: Path, data: np.ndarray, queries: np.ndarray, truth: np.ndar
         f"ingest_vectors_per_s_{tag}": round(ingest),
         f"index_build_s_{tag}": round(build, 2),
         f"reopen_first_search_s_{tag}": round(reopen, 2),
+        f"expansion_search_{tag}": expansion,
+        f"ef_sweep_{tag}": sweep,
     }
 
 
@@ -169,11 +194,15 @@ def main() -> None:
     ap.add_argument("--milvus-queries", type=int, default=50, help="queries timed on Milvus Lite (slow per query)")
     ap.add_argument("--milvus-max", type=int, default=1_000_000, help="skip Milvus Lite above this size")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ann-params", default="", help="usearch overrides, e.g. connectivity=32,expansion_add=64")
+    ap.add_argument("--sweep-ef", default="128,256,512,1024", help="search breadths to sweep (empty: none)")
     args = ap.parse_args()
+    sweep_ef = [int(x) for x in args.sweep_ef.split(",") if x]
+    ann_params = {k: (v if k == "dtype" else int(v)) for k, v in (kv.split("=") for kv in args.ann_params.split(",") if kv)}
     rng = np.random.default_rng(args.seed)
     centres = rng.standard_normal((2000, args.dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    out: dict = {"dim": args.dim, "queries": args.queries, "cpus": os.cpu_count()}
+    out: dict = {"dim": args.dim, "queries": args.queries, "cpus": os.cpu_count(), "ann_params": ann_params}
     for n in (int(s) for s in args.sizes.split(",")):
         tag = "1m" if n == 1_000_000 else ("100k" if n == 100_000 else str(n))
         data = mixture(n, args.dim, centres, rng)
@@ -181,7 +210,7 @@ def main() -> None:
         truth = exact_top10(data, queries)
         with tempfile.TemporaryDirectory(prefix="lumina-vs-bench-") as tmp:
             root = Path(tmp)
-            out |= bench_ours(root, data, queries, truth, tag)
+            out |= bench_ours(root, data, queries, truth, tag, sweep_ef, ann_params)
             out |= bench_duckdb_sql(root, data, queries, truth, tag, args.sql_queries)
             out |= bench_numpy(data, queries, tag, 50)
             if not args.no_milvus and n <= args.milvus_max:

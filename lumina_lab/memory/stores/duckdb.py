@@ -7,8 +7,11 @@ Layout (``$LUMINA_HOME/memory/vectors.duckdb`` by default):
 * ``lumina_deletions`` (collection, id, seq) so other processes can replay deletes; ``id`` NULL means *cleared*;
 * ``vectors.duckdb.gen`` holds the last write's ``seq``: a reader compares one ``stat()`` per
   search and replays only newer rows when it changed;
-* ``vectors.duckdb.<collection>.usearch`` (+ ``.json`` stamp): the approximate index, reused when
-  its stamp matches the table and rebuilt otherwise.
+* ``vectors.duckdb.<collection>.usearch`` (+ ``.json`` stamp): the approximate index, reused
+  (memory-mapped) when its stamp matches the table and rebuilt otherwise;
+* ``vectors.duckdb.<collection>.f32``: a copy of the float32 vectors and their ``seq``s, written with
+  the index, memory-mapped on open when its ``seq``s are exactly the table's (a cache: reading a
+  million vectors out of DuckDB takes seconds; a stale or torn copy is ignored).
 
 Many processes (notebook kernels) share one file: DuckDB lets only one process hold a file, so
 every process takes an exclusive ``flock`` on ``vectors.duckdb.lock``, opens the database, works,
@@ -179,7 +182,8 @@ class DuckDBVectorStore(BaseVectorStore):
         path: the database file (default ``$LUMINA_HOME/memory/vectors.duckdb``).
         exact_limit: collections (or filtered candidate sets) up to this size are searched exactly;
             beyond it the approximate index answers (recall@10 ≥ 0.95 in ``benchmarks/vector_search.py``).
-        ann_params: usearch ``connectivity``, ``expansion_add``, ``expansion_search``.
+        ann_params: usearch ``connectivity``, ``expansion_add``, ``expansion_search``, ``dtype`` (defaults in
+            :attr:`lumina_lab.memory.table.AnnIndex.defaults`; candidates are re-ranked exactly either way).
         lease_s: idle seconds before the file is handed back to other processes.
         timeout_s: how long to wait for another process holding the file.
     """
@@ -191,7 +195,7 @@ class DuckDBVectorStore(BaseVectorStore):
         path: str | os.PathLike[str] | None = None,
         *,
         exact_limit: int = 20_000,
-        ann_params: dict[str, int] | None = None,
+        ann_params: dict[str, Any] | None = None,
         lease_s: float = 0.25,
         timeout_s: float = 30.0,
     ) -> None:
@@ -214,6 +218,7 @@ class DuckDBVectorStore(BaseVectorStore):
         self._created: dict[str, int] = {}
         self._tables: dict[str, VectorTable] = {}
         self._synced: dict[str, int] = {}
+        self.loaded_from: dict[str, str] = {}  # collection -> where its vectors came from: "cache", "table", "empty"
         self._closed = False
         with self._db.session() as con:
             self._sync(con)
@@ -253,6 +258,7 @@ class DuckDBVectorStore(BaseVectorStore):
         self._gen_stamp = stamp
 
     def _forget(self, name: str) -> None:
+        self.loaded_from.pop(name, None)
         self._infos.pop(name, None)
         self._created.pop(name, None)
         self._tables.pop(name, None)
@@ -290,7 +296,7 @@ class DuckDBVectorStore(BaseVectorStore):
                 with self._db.session() as c:
                     return self._table(name, c)
             table = VectorTable(info.dim, exact_limit=self.exact_limit, ann_params=self.ann_params)
-            _load_rows(con, name, table, 0)
+            self.loaded_from[name] = _load_rows(con, name, table, 0, self._matrix_path(name))
             self._synced[name] = self._seq(con)
             self._tables[name] = table
             self._load_ann(name, table)
@@ -301,13 +307,16 @@ class DuckDBVectorStore(BaseVectorStore):
         base = self.path.with_name(f"{self.path.name}.{name}.usearch")
         return base, base.with_suffix(".json")
 
+    def _matrix_path(self, name: str) -> Path:
+        return self.path.with_name(f"{self.path.name}.{name}.f32")
+
     def _ann_stamp(self, name: str, table: VectorTable) -> dict[str, Any]:
         return {
             "created_seq": self._created.get(name),
             "max_seq": table.live_max_seq,
             "count": len(table),
             "dim": table.dim,
-            "params": table.ann_params,
+            "params": {**AnnIndex.defaults, **table.ann_params},  # new defaults rebuild older indexes once
         }
 
     def _load_ann(self, name: str, table: VectorTable) -> None:
@@ -330,6 +339,9 @@ class DuckDBVectorStore(BaseVectorStore):
             for name, table in self._tables.items():
                 if table.ann is not None and table.ann_dirty:
                     path, stamp_path = self._ann_paths(name)
+                    live = table.alive[: table.n]
+                    rows = None if live.all() else np.flatnonzero(live)
+                    save_matrix(self._matrix_path(name), table.seqs[: table.n], table.matrix[: table.n], rows)
                     table.ann.save(path)
                     tmp = stamp_path.with_name(stamp_path.name + ".tmp")
                     tmp.write_text(json.dumps(self._ann_stamp(name, table)))
@@ -380,7 +392,7 @@ class DuckDBVectorStore(BaseVectorStore):
             _x(con, "UPDATE lumina_meta SET value = ? WHERE key = 'seq'", [seq])
             _x(con, "COMMIT")
             self._forget(name)
-            for p in self._ann_paths(name):
+            for p in (*self._ann_paths(name), self._matrix_path(name)):
                 p.unlink(missing_ok=True)
             self._write_gen(seq)
 
@@ -518,7 +530,7 @@ class DuckDBVectorStore(BaseVectorStore):
             _x(con, "COMMIT")
             table.clear()
             self._synced[collection] = seq
-            for p in self._ann_paths(collection):
+            for p in (*self._ann_paths(collection), self._matrix_path(collection)):
                 p.unlink(missing_ok=True)
             self._write_gen(seq)
 
@@ -548,16 +560,89 @@ def _t(name: str) -> str:
     return f'"c_{name}"'
 
 
-def _load_rows(con: duckdb.DuckDBPyConnection, name: str, table: VectorTable, since: int) -> None:
-    """Append rows with ``seq > since`` to the mirror, in ``seq`` order."""
-    arrow = con.sql(f"SELECT id, seq, text, metadata, vector FROM {_t(name)} WHERE seq > {int(since)} ORDER BY seq").to_arrow_table()
-    if arrow.num_rows == 0:
-        return
+_MAGIC = b"LUMVEC01"
+_HEADER = 64
+
+
+def save_matrix(path: Path, seqs: np.ndarray, matrix: np.ndarray, rows: np.ndarray | None = None) -> None:
+    """Write ``matrix[rows]`` and their ``seqs`` to one file (atomically replaced) that :func:`open_matrix` maps.
+
+    Layout: 64-byte header (magic, row count, dim), ``int64`` seqs, then ``float32`` rows.
+    """
+    n = len(seqs) if rows is None else len(rows)
+    dim = matrix.shape[1]
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(_MAGIC + np.array([n, dim], np.int64).tobytes() + bytes(_HEADER - 24))
+        fh.write(np.ascontiguousarray(seqs if rows is None else seqs[rows], np.int64).tobytes())
+        step = max(1, (64 << 20) // (4 * dim))
+        for lo in range(0, n, step):
+            part = matrix[lo : lo + step] if rows is None else matrix[rows[lo : lo + step]]
+            fh.write(np.ascontiguousarray(part, np.float32).tobytes())
+    os.replace(tmp, path)
+
+
+def open_matrix(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(seqs, matrix)`` memory-mapped from a :func:`save_matrix` file (copy-on-write), or None if unusable."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEADER)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return None
+    if len(head) < _HEADER or head[:8] != _MAGIC:
+        return None
+    n, d = (int(x) for x in np.frombuffer(head[8:24], np.int64))
+    if d != dim or n <= 0 or size != _HEADER + 8 * n + 4 * n * d:
+        return None
+    seqs = np.memmap(path, np.int64, "r", _HEADER, (n,))
+    matrix = np.memmap(path, np.float32, "c", _HEADER + 8 * n, (n, d))
+    return np.asarray(seqs), matrix  # type: ignore[return-value]
+
+
+def _load_rows(
+    con: duckdb.DuckDBPyConnection, name: str, table: VectorTable, since: int, cached: Path | None = None
+) -> str:
+    """Append rows with ``seq > since`` to the mirror, in ``seq`` order; return where vectors came from.
+
+    Rows come back in insertion order, which is ``seq`` order (every write appends higher
+    ``seq``s), so there is no ``ORDER BY`` (it costs 5x the scan at 1M rows); an out-of-order
+    result is sorted here instead. On a full load, vectors come memory-mapped from ``cached``
+    (a :func:`save_matrix` file) when its seqs are exactly the table's — reading a million
+    384-d vectors out of DuckDB takes seconds — and otherwise from the table, streamed into
+    one float32 matrix that the mirror adopts.
+    """
+    where = f"WHERE seq > {int(since)}"
+    n = int(con.execute(f"SELECT count(*) FROM {_t(name)} {where}").fetchall()[0][0])
+    if n == 0:
+        return "empty"
+    mapped = open_matrix(cached, table.dim) if cached is not None and since == 0 and table.n == 0 else None
+    cols = "id, seq, text, metadata" + ("" if mapped is not None else ", vector")
+    arrow = con.sql(f"SELECT {cols} FROM {_t(name)} {where}").to_arrow_table()
+    seqs = arrow.column("seq").to_numpy().astype(np.int64, copy=False)
+    ordered = n < 2 or bool(np.all(seqs[1:] > seqs[:-1]))
+    order = None if ordered else np.argsort(seqs, kind="stable")
+    if order is not None:
+        seqs = seqs[order]
+    if mapped is not None:
+        if len(mapped[0]) != n or not np.array_equal(mapped[0], seqs):
+            return _load_rows(con, name, table, since)  # stale copy: read the vectors from the table
+        matrix, source = np.asarray(mapped[1]), "cache"
+    else:
+        source = "table"
+        matrix = np.empty((n, table.dim), np.float32)
+        off = 0
+        for chunk in arrow.column("vector").chunks:
+            m = len(chunk)
+            matrix[off : off + m] = chunk.flatten().to_numpy(zero_copy_only=False).reshape(m, table.dim)
+            off += m
+        if order is not None:
+            matrix = matrix[order]
     ids = arrow.column("id").to_pylist()
-    seqs = arrow.column("seq").to_numpy()
     texts = [t or "" for t in arrow.column("text").to_pylist()]
     loads = json.loads
-    metas = [loads(m) if m else {} for m in arrow.column("metadata").to_pylist()]
-    vec = arrow.column("vector").combine_chunks()
-    matrix = vec.values.to_numpy(zero_copy_only=False).reshape(len(ids), table.dim)
-    table.put(ids, matrix, texts, metas, seqs)
+    metas = [loads(m) if m and m != "{}" else {} for m in arrow.column("metadata").to_pylist()]
+    if order is not None:
+        ids, texts, metas = [ids[j] for j in order], [texts[j] for j in order], [metas[j] for j in order]
+    table.put(ids, matrix, texts, metas, seqs, adopt=True)
+    return source

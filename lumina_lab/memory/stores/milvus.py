@@ -18,7 +18,8 @@ int/float mix-ups). So :func:`milvus_expr` turns a filter into an expression tha
 *superset* of the matching items (strings exactly; numbers as float literals; booleans;
 ``In`` as ``or``; ``Not`` is not pushed down), and every result is checked again with
 :meth:`Filter.matches <lumina_lab.memory.filters.Filter.matches>` in Python. Searches over-fetch
-(x4 per round, up to Milvus' 16384 limit) until ``k`` items survive, then fall back to an exact scan.
+(x4 per round, up to Milvus' 16384 limit) until ``k`` items survive, then fall back to an exact scan
+(the loop is shared with the Weaviate adapter: :mod:`lumina_lab.memory.stores.superset`).
 
 Consistency: collections are created with ``consistency_level="Strong"`` and loaded on open, so
 a search, count or get sees every write acknowledged before it. ``flush`` is needed for neither
@@ -67,6 +68,7 @@ from ..base import (
     prepare_query,
 )
 from ..filters import And, Eq, Filter, In, Not, Or, Range, parse_filter
+from .superset import TopK, best, overfetch, recheck
 
 __all__ = ["MilvusVectorStore", "matches_nothing", "milvus_expr", "quote"]
 
@@ -599,7 +601,7 @@ class MilvusVectorStore(BaseVectorStore):
             r
             for rows in self._query(collection, milvus_expr(f), fields)
             for r in rows
-            if f.matches(r.get("metadata") or {})
+            if recheck(f, r.get("metadata"))
         ]
 
     def _by_ids(self, collection: str, ids: Sequence[str], fields: list[str]) -> dict[str, dict[str, Any]]:
@@ -627,15 +629,14 @@ class MilvusVectorStore(BaseVectorStore):
             limit = min(MAX_TOPK, max(8 * k, 64))
             hits, got = self._search_once(collection, q, "", limit, f)
             if len(hits) >= k or got < limit:
-                return _best(hits, k)
-        limit = k if f is None else min(MAX_TOPK, max(4 * k, k + 32))
-        while True:
-            hits, got = self._search_once(collection, q, expr, limit, f)
-            if len(hits) >= k or got < limit:
-                return _best(hits, k)
-            if limit >= MAX_TOPK:  # the filter rejects too much of what Milvus returns: scan exactly
-                return self._scan_search(collection, q, k, f, expr)
-            limit = min(MAX_TOPK, limit * 4)
+                return best(hits, k)
+        return overfetch(
+            lambda limit: self._search_once(collection, q, expr, limit, f),
+            k,
+            filtered=f is not None,
+            max_limit=MAX_TOPK,
+            scan=lambda: self._scan_search(collection, q, k, f, expr),
+        )
 
     def _search_once(
         self, collection: str, q: np.ndarray, expr: str, limit: int, f: Filter | None
@@ -657,25 +658,23 @@ class MilvusVectorStore(BaseVectorStore):
         for h in got:
             entity = h.get("entity") or {}
             md = entity.get("metadata") or {}
-            if f is None or f.matches(md):
+            if recheck(f, md):
                 hits.append(Hit(str(h["id"]), float(h["distance"]), entity.get("text") or "", dict(md)))
         return hits, len(got)
 
     def _scan_search(self, collection: str, q: np.ndarray, k: int, f: Filter | None, expr: str) -> list[Hit]:
         """Exact top-k by scanning rows (for filters Milvus cannot narrow, or k beyond its limit)."""
-        best: list[tuple[float, str, str, dict[str, Any]]] = []
+        top = TopK(k)
         for rows in self._query(collection, expr, ["id", "vector", "text", "metadata"]):
-            keep = [r for r in rows if f is None or f.matches(r.get("metadata") or {})]
+            keep = [r for r in rows if recheck(f, r.get("metadata"))]
             if not keep:
                 continue
             scores = np.asarray([r["vector"] for r in keep], dtype=np.float32) @ q
-            best.extend(
+            top.add(
                 (float(s), r["id"], r.get("text") or "", dict(r.get("metadata") or {}))
                 for s, r in zip(scores, keep, strict=True)
             )
-            best.sort(key=lambda t: (-t[0], t[1]))
-            del best[k:]
-        return [Hit(i, s, t, md) for s, i, t, md in best]
+        return top.hits()
 
     def get(self, collection: str, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
         self._info(collection)
@@ -704,7 +703,7 @@ class MilvusVectorStore(BaseVectorStore):
             doomed = [r["id"] for r in self._matching(collection, f, ["id", "metadata"])]  # type: ignore[arg-type]
         else:
             found = self._by_ids(collection, list(ids), ["id", "metadata"])
-            doomed = [i for i, r in found.items() if f is None or f.matches(r.get("metadata") or {})]
+            doomed = [i for i, r in found.items() if recheck(f, r.get("metadata"))]
         phys = self._phys(collection)
         for j in range(0, len(doomed), _ID_CHUNK):
             chunk = doomed[j : j + _ID_CHUNK]
@@ -737,11 +736,6 @@ class MilvusVectorStore(BaseVectorStore):
 
 
 # ---- Milvus Lite helpers ----------------------------------------------------------------------
-def _best(hits: list[Hit], k: int) -> list[Hit]:
-    hits.sort(key=lambda h: (-h.score, h.id))
-    return hits[:k]
-
-
 def _pymilvus() -> Any:
     try:
         import pymilvus

@@ -20,7 +20,8 @@ Filters: :func:`weaviate_filter` translates a filter into a Weaviate filter on t
 that selects a *superset* of the matching items (``Not`` and string ranges are not pushed down;
 numbers compare as float64 with inclusive bounds), and every result is checked again with
 :meth:`Filter.matches <lumina_lab.memory.filters.Filter.matches>` on ``metadata_json``. Searches
-over-fetch until ``k`` items survive (up to Weaviate's 10 000-result window), then scan exactly.
+over-fetch until ``k`` items survive (up to Weaviate's 10 000-result window), then scan exactly
+(the loop is shared with the Milvus adapter: :mod:`lumina_lab.memory.stores.superset`).
 
 Consistency: a single Weaviate node shows a write to the next read; with replication pass
 ``consistency="ALL"`` (or ``"QUORUM"``). Batches are not transactional: a failed batch may be
@@ -56,6 +57,7 @@ from ..base import (
     prepare_query,
 )
 from ..filters import And, Eq, Filter, In, Not, Or, Range, parse_filter
+from .superset import TopK, overfetch, recheck
 
 __all__ = [
     "LUMINA_NAMESPACE",
@@ -587,7 +589,7 @@ class WeaviateVectorStore(BaseVectorStore):
 
     def _matching(self, collection: str, f: Filter, *, include_vector: bool = False) -> list[Any]:
         wf = self._filter(collection, f)
-        return [o for o in self._objects(collection, wf, include_vector=include_vector) if f.matches(_meta(o))]
+        return [o for o in self._objects(collection, wf, include_vector=include_vector) if recheck(f, _meta(o))]
 
     def _by_ids(self, collection: str, ids: Sequence[str], *, include_vector: bool = False) -> dict[str, Any]:
         from weaviate.classes.query import Filter as W
@@ -611,8 +613,6 @@ class WeaviateVectorStore(BaseVectorStore):
         return found
 
     def search(self, collection: str, vector: Any, k: int = 10, where: Where = None) -> list[Hit]:
-        from weaviate.classes.query import MetadataQuery
-
         info = self._info(collection)
         q, k, f = prepare_query(info, vector, k, where)
         wf = self._filter(collection, f)
@@ -620,61 +620,47 @@ class WeaviateVectorStore(BaseVectorStore):
             return []
         if k > MAX_RESULTS:
             return self._scan_search(collection, q, k, f, wf)
-        limit = k if f is None else min(MAX_RESULTS, max(4 * k, k + 32))
-        coll = self._coll(collection)
-        while True:
-            res = self._call(
-                collection,
-                "near_vector",
-                coll.query.near_vector,
-                near_vector=q.tolist(),
-                target_vector=VECTOR,
-                limit=limit,
-                filters=wf,
-                return_metadata=MetadataQuery(distance=True),
-                return_properties=_PROPS,
-            )
-            got = list(res.objects)
-            hits = []
-            for o in got:
-                md = _meta(o)
-                if f is None or f.matches(md):
-                    hits.append(
-                        Hit(
-                            o.properties.get("lumina_id"),
-                            1.0 - float(o.metadata.distance),
-                            o.properties.get("text") or "",
-                            md,
-                        )
-                    )
-            if len(hits) >= k or len(got) < limit:
-                break
-            if limit >= MAX_RESULTS:
-                return self._scan_search(collection, q, k, f, wf)
-            limit = min(MAX_RESULTS, limit * 4)
-        hits.sort(key=lambda h: (-h.score, h.id))
-        return hits[:k]
+        return overfetch(
+            lambda limit: self._search_once(collection, q, wf, limit, f),
+            k,
+            filtered=f is not None,
+            max_limit=MAX_RESULTS,
+            scan=lambda: self._scan_search(collection, q, k, f, wf),
+        )
+
+    def _search_once(self, collection: str, q: np.ndarray, wf: Any, limit: int, f: Filter | None) -> tuple[list[Hit], int]:
+        """Weaviate's top ``limit`` for ``wf``, checked with ``f``; also how many Weaviate returned."""
+        from weaviate.classes.query import MetadataQuery
+
+        res = self._call(
+            collection,
+            "near_vector",
+            self._coll(collection).query.near_vector,
+            near_vector=q.tolist(),
+            target_vector=VECTOR,
+            limit=limit,
+            filters=wf,
+            return_metadata=MetadataQuery(distance=True),
+            return_properties=_PROPS,
+        )
+        got = list(res.objects)
+        hits = []
+        for o in got:
+            md = _meta(o)
+            if recheck(f, md):
+                hits.append(Hit(o.properties.get("lumina_id"), 1.0 - float(o.metadata.distance), o.properties.get("text") or "", md))
+        return hits, len(got)
 
     def _scan_search(self, collection: str, q: np.ndarray, k: int, f: Filter | None, wf: Any) -> list[Hit]:
-        best: list[tuple[float, str, str, dict[str, Any]]] = []
+        top = TopK(k)
         for o in self._objects(collection, wf, include_vector=True):
             md = _meta(o)
-            if f is not None and not f.matches(md):
+            if not recheck(f, md):
                 continue
             v = np.asarray(_vector(o), dtype=np.float32)
-            best.append(
-                (
-                    float(v @ q / (np.linalg.norm(v) or 1.0)),
-                    o.properties.get("lumina_id"),
-                    o.properties.get("text") or "",
-                    md,
-                )
-            )
-            if len(best) > 4 * k + 1024:
-                best.sort(key=lambda t: (-t[0], t[1]))
-                del best[k:]
-        best.sort(key=lambda t: (-t[0], t[1]))
-        return [Hit(i, s, t, md) for s, i, t, md in best[:k]]
+            score = float(v @ q / (np.linalg.norm(v) or 1.0))
+            top.add([(score, o.properties.get("lumina_id"), o.properties.get("text") or "", md)])
+        return top.hits()
 
     def get(self, collection: str, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
         self._info(collection)
@@ -704,7 +690,7 @@ class WeaviateVectorStore(BaseVectorStore):
             doomed = [o.properties.get("lumina_id") for o in self._matching(collection, f)]  # type: ignore[arg-type]
         else:
             found = self._by_ids(collection, list(ids))
-            doomed = [i for i, o in found.items() if f is None or f.matches(_meta(o))]
+            doomed = [i for i, o in found.items() if recheck(f, _meta(o))]
         data = self._coll(collection).data
         for j in range(0, len(doomed), _ID_CHUNK):
             chunk = [object_uuid(i) for i in doomed[j : j + _ID_CHUNK]]
