@@ -102,7 +102,8 @@ class DemoReport:
         if self.policy is not None and len(self.policy):
             parts.append(frame(self.policy, "Team policy (Cedar): a code task needing code >= 0.9, routed per person"))
         parts.append(
-            "Next: [cyan]lumina events tail[/]  ·  [cyan]lumina events query \"type = 'provider.breaker.changed'\"[/]"
+            "Next: [cyan]lumina demo --serve[/] (watch it live)  ·  [cyan]lumina events tail[/]"
+            "  ·  [cyan]lumina events query \"type = 'provider.breaker.changed'\"[/]"
             "  ·  [cyan]lumina ask 'write a parser' --needs code --route-only[/]  ·  [cyan]lumina info[/]"
             "  ·  [cyan]lab.memory.collection('team_notes').search('...', mode='hybrid')[/]"
         )
