@@ -79,7 +79,11 @@ class SearchResults(Sequence[Hit]):
             if self.ranks:
                 row |= {f"{k}_rank": v for k, v in self.ranks[r - 1].items()}
             rows.append(row | h.metadata)
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        for col in frame.columns:  # a hit one retriever missed has no rank there: integers with gaps, not floats
+            if col.endswith("_rank") and col != "rank":
+                frame[col] = frame[col].astype("Int64")
+        return frame
 
     def __repr__(self) -> str:
         head = f"SearchResults({len(self.hits)} hits from {self.collection!r}, {self.mode}, {self.ms:.2f} ms"
