@@ -271,10 +271,7 @@ class PolicyEngine:
         entities: Sequence[Mapping[str, Any]] | None, strict: bool,
     ) -> tuple[Decision, float]:
         """One decision and the milliseconds it took (nothing published)."""
-        req = self.request(principal, action, resource, context)
-        t0 = time.perf_counter()
-        decision = self._decide([req], entities)[0]
-        ms = (time.perf_counter() - t0) * 1000.0
+        req, decision, ms = self._timed(principal, action, resource, context, entities)
         if strict and decision.decision == NO_DECISION:
             raise ValidationError(
                 f"request {req} does not match the schema: {'; '.join(decision.errors)}",
@@ -282,6 +279,16 @@ class PolicyEngine:
                 hint="check the entity types the action applies to and the context attributes the schema declares",
             )
         return decision, ms
+
+    def _timed(
+        self, principal: Any, action: Any, resource: Any, context: Mapping[str, Any] | None,
+        entities: Sequence[Mapping[str, Any]] | None,
+    ) -> tuple[Request, Decision, float]:
+        """The request, its decision and the milliseconds deciding took."""
+        req = self.request(principal, action, resource, context)
+        t0 = time.perf_counter()
+        decision = self._decide([req], entities)[0]
+        return req, decision, (time.perf_counter() - t0) * 1000.0
 
     async def aevaluate(
         self,
@@ -379,10 +386,7 @@ class PolicyEngine:
 
         Publishes ``policy.decided`` (and ``policy.denied`` on a denial) when someone subscribes.
         """
-        req = self.request(principal, action, resource, context)
-        t0 = time.perf_counter()
-        d = self._decide([req], entities)[0]
-        ms = (time.perf_counter() - t0) * 1000.0
+        _, d, ms = self._timed(principal, action, resource, context, entities)
         if self._sampled() and _wants(self.bus, PolicyDecided):
             emit(self.bus, self._decided_event(d, point, ms))
         if not d.allowed:
@@ -403,10 +407,7 @@ class PolicyEngine:
         entities: Sequence[Mapping[str, Any]] | None = None,
     ) -> Decision:
         """Async :meth:`authorize`."""
-        req = self.request(principal, action, resource, context)
-        t0 = time.perf_counter()
-        d = self._decide([req], entities)[0]
-        ms = (time.perf_counter() - t0) * 1000.0
+        _, d, ms = self._timed(principal, action, resource, context, entities)
         if self._sampled() and _wants(self.bus, PolicyDecided):
             await aemit(self.bus, self._decided_event(d, point, ms))
         if not d.allowed:
