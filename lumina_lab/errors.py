@@ -16,6 +16,7 @@ __all__ = [
     "BusClosed",
     "BusError",
     "BusFull",
+    "BusTimeout",
     "CircuitOpen",
     "CollectionNotFound",
     "ConfigError",
@@ -166,6 +167,10 @@ class BusError(LuminaError):
 
 class BusFull(BusError):
     """A subscriber's queue is full and the caller cannot wait for space."""
+
+
+class BusTimeout(BusError, TimeoutError):
+    """Waiting for the bus (``drain(timeout=...)``) took longer than allowed; the message names what is outstanding."""
 
 
 class BusClosed(BusError):

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from ..errors import BusClosed, BusError, BusFull, ValidationError
+from ..errors import BusClosed, BusError, BusFull, BusTimeout, ValidationError
 from .base import DeadLetterSink, Handler, Overflow
 from .deadletter import DeadLetter, MemoryDeadLetters
 from .model import Event
@@ -453,13 +453,32 @@ class InProcessBus:
             )
 
     # ------------------------------------------------------------------ drain / close
-    async def drain(self) -> None:
-        """Wait until every queued event has been handled (or dead-lettered)."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until every queued event has been handled (or dead-lettered).
+
+        Args:
+            timeout: give up after this many seconds with :class:`~lumina_lab.errors.BusTimeout` (a
+                ``BusError`` and a ``TimeoutError``) naming the subscribers still busy; ``None`` waits as
+                long as it takes.  Nothing is lost on a timeout: the queued events are still handled.
+        """
         if self._loop is None:
             return
         if not _on_loop(self._loop):
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.drain(), self._loop))
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.drain(timeout), self._loop))
             return
+        if timeout is None:
+            await self._drain()
+            return
+        window = asyncio.timeout(timeout)
+        try:
+            async with window:
+                await self._drain()
+        except TimeoutError:
+            if not window.expired():
+                raise
+            raise self._drain_timeout(timeout) from None
+
+    async def _drain(self) -> None:
         # a handler may publish to another subscriber: repeat until one pass finds all idle
         while True:
             waited = False
@@ -471,8 +490,24 @@ class InProcessBus:
             if not waited:
                 return
 
+    def _drain_timeout(self, timeout: float) -> BusTimeout:
+        """The error of a timed-out :meth:`drain`: the subscribers still busy, and what to do."""
+        busy = []
+        for sub in [*self._subs, *self._retiring]:
+            q = sub._queue
+            if q is not None and not q.idle.is_set():
+                busy.append(f"subscriber {sub.name!r} ({sub.pattern!r}): its handler is still running ({len(q)} more event(s) queued)")
+        detail = "; ".join(busy) or "handlers still running"
+        return BusTimeout(
+            f"drain() did not finish within {timeout:g} s: {detail}",
+            input=timeout,
+            hint="fix: a handler that blocks (a lock, a network call without a timeout) holds its subscriber; "
+            "wait longer (drain(timeout=None)) or unsubscribe it",
+        )
+
     def drain_sync(self, timeout: float | None = 60.0) -> None:
-        """Synchronous :meth:`drain`, from any thread but the bus loop's."""
+        """Synchronous :meth:`drain`, from any thread but the bus loop's (:class:`~lumina_lab.errors.BusTimeout`
+        after ``timeout`` s; nothing queued is lost)."""
         loop = self._loop
         if loop is None or self._closed:
             return
@@ -481,7 +516,8 @@ class InProcessBus:
                 "cannot wait for the bus from inside its own event loop",
                 hint="use `await bus.drain()` in async code",
             )
-        asyncio.run_coroutine_threadsafe(self.drain(), loop).result(timeout)
+        done = asyncio.run_coroutine_threadsafe(self.drain(timeout), loop)
+        done.result(None if timeout is None else timeout + 5.0)
 
     async def close(self) -> None:
         """Handle what is queued, stop the workers and refuse new events."""

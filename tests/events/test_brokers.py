@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from lumina_lab.config import load_settings
-from lumina_lab.errors import BusClosed, BusError, ConfigError, LuminaError, ValidationError
+from lumina_lab.errors import BusClosed, BusError, BusTimeout, ConfigError, LuminaError, ValidationError
 from lumina_lab.events import Event, MemoryDeadLetters, SchemaRegistry, event
 from lumina_lab.events.brokers import open_bus
 from lumina_lab.events.brokers.base import decode_envelope, encode_event, redact_url
@@ -712,6 +714,235 @@ class TestFailures:
     async def test_durable_needs_a_name(self, make_bus):
         with pytest.raises(ValidationError, match="needs a name"):
             make_bus().subscribe("*", Recorder(), durable=True)
+
+
+class TestDrainTimeout:
+    async def test_drain_names_what_is_outstanding_when_it_times_out(self, make_bus):
+        release = asyncio.Event()
+
+        async def stuck(ev) -> None:
+            await release.wait()
+
+        bus = make_bus()
+        bus.subscribe("brk.call.*", stuck, name="stuck")
+        await bus.publish_many([CallStarted(n=i) for i in range(3)])
+
+        started = time.monotonic()
+        with pytest.raises(BusTimeout) as info:
+            await bus.drain(timeout=0.5)
+
+        assert time.monotonic() - started < 1.5
+        assert isinstance(info.value, BusError) and isinstance(info.value, TimeoutError)
+        text = str(info.value)
+        assert "within 0.5 s" in text and "subscriber 'stuck'" in text and "still running" in text
+        assert "fix:" in text
+        release.set()
+        await bus.drain(timeout=30)  # nothing was lost: it finishes once the handler does
+
+    async def test_drain_sync_raises_the_same_error(self, make_bus):
+        bus = make_bus()
+        release = asyncio.Event()
+
+        async def stuck(ev) -> None:
+            await release.wait()
+
+        bus.subscribe("brk.call.*", stuck, name="stuck")
+        await bus.publish(CallStarted(n=1))  # binds the bus to this loop: drain_sync waits on it from a thread
+
+        with pytest.raises(BusTimeout, match="subscriber 'stuck'"):
+            await asyncio.to_thread(bus.drain_sync, 0.3)
+        release.set()
+        await bus.drain(timeout=30)
+
+
+def _rabbitmq_connection(name: str) -> str:
+    """The process id (what ``rabbitmqctl close_connection`` takes) of the connection called ``name``."""
+    out = subprocess.run(
+        ["rabbitmqctl", "list_connections", "pid", "client_properties", "-q", "--no-table-headers"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    for line in out.splitlines():
+        pid, _, props = line.partition("\t")
+        if f'"{name}"' in props:
+            return pid.strip()
+    raise AssertionError(f"no RabbitMQ connection named {name!r}:\n{out}")
+
+
+def _rabbitmq_consumers(queue: str) -> int:
+    out = subprocess.run(
+        ["rabbitmqctl", "list_queues", "name", "consumers", "--formatter", "json", "-q"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return next((int(row["consumers"]) for row in json.loads(out) if row["name"] == queue), 0)
+
+
+async def _close_rabbitmq_connection(bus) -> None:
+    """Close ``bus``'s connection from the server side, as a broker restart or a network failure would."""
+    conn = await asyncio.to_thread(_rabbitmq_connection, f"lumina-lab {bus.uid}")
+    await asyncio.to_thread(
+        subprocess.run,
+        ["rabbitmqctl", "close_connection", conn, "lumina-lab test: simulated connection loss"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("kind", ["rabbitmq"], indirect=True)
+class TestRabbitMQReconnect:
+    @pytest.fixture(autouse=True)
+    def _need_rabbitmqctl(self):
+        if shutil.which("rabbitmqctl") is None:
+            _unavailable("rabbitmqctl is not on PATH: the test closes the bus's connection from the server side")
+
+    async def test_bus_survives_its_connection_being_closed(self, make_bus):
+        dead = MemoryDeadLetters()
+        bus = make_bus(reconnect_interval_s=0.2, dead_letters=dead)
+        rec = Recorder()
+        sub = bus.subscribe("brk.call.*", rec, name="survivor")
+        await bus.publish_many([CallStarted(n=i) for i in range(10)])
+        await bus.drain(timeout=30)
+        assert rec.ns == list(range(10))
+
+        await _close_rabbitmq_connection(bus)
+        for i in range(10, 20):  # while the loss is noticed and the connection re-established
+            bus.publish_nowait(CallStarted(n=i))
+        await bus.publish_many([CallStarted(n=i) for i in range(20, 30)])
+        await bus.drain(timeout=30)
+
+        assert sorted(rec.ns) == list(range(30)), "an event was lost or handled twice"
+        assert bus.reconnects == 1
+        assert (bus.published, bus.confirmed, bus.unpublished, len(dead)) == (30, 30, 0, 0)
+        assert await asyncio.to_thread(_rabbitmq_consumers, sub.consumer) == 1  # restored once, not doubled
+
+        await bus.publish(CallStarted(n=30))  # and it goes on
+        await bus.drain(timeout=30)
+        assert sorted(rec.ns) == list(range(31))
+        started = time.monotonic()
+        await bus.close()
+        assert time.monotonic() - started < 5
+
+    async def test_events_unacknowledged_at_the_loss_are_handled_once(self, make_bus, ns):
+        """Close the connection while events are delivered but not handled: the broker delivers them again,
+        and the copies of events this bus already has are acknowledged, not handled twice."""
+        publisher = make_bus()
+        bus = make_bus(reconnect_interval_s=0.2)
+        handled: list[int] = []
+
+        async def slow(ev) -> None:
+            await asyncio.sleep(0.1)
+            handled.append(ev.n)
+
+        sub = bus.subscribe("brk.tool.*", slow, name=ns.durable("slow"), maxsize=16, durable=True)
+        await bus.connect()
+        await publisher.publish_many([ToolFinished(n=i) for i in range(40)])
+        await wait_for(lambda: len(handled) >= 5, what="some events handled")
+
+        await _close_rabbitmq_connection(bus)
+        assert len(handled) < 35, "the handler finished (nearly) everything before the loss; nothing was tested"
+        await wait_for(lambda: bus.reconnects == 1, what="the bus reconnecting")
+        await bus.drain(timeout=60)
+
+        assert sorted(handled) == list(range(40)), "an event was lost or handled twice"
+        assert await asyncio.to_thread(_rabbitmq_consumers, sub.consumer) == 1
+        await asyncio.sleep(0.5)  # everything was acknowledged: nothing comes again
+        await bus.drain(timeout=30)
+        assert len(handled) == 40
+
+
+class FlakyProxy:
+    """A TCP proxy in front of a broker that can cut every connection and refuse new ones (a network outage)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.up = True
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._streams: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> FlakyProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._streams |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._streams -= {writer, up_writer}
+
+    def cut(self) -> None:
+        """Drop every connection through the proxy and refuse new ones until :meth:`restore`."""
+        self.up = False
+        for stream in list(self._streams):
+            stream.transport.abort()
+
+    def restore(self) -> None:
+        self.up = True
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+class TestOutage:
+    async def test_bus_rides_out_a_network_outage(self, kind, ns):
+        """Cut the network to the broker: publishes wait, drain(timeout=...) says what is outstanding, and
+        once the network is back everything published is delivered once."""
+        proxy = await FlakyProxy(SERVERS[kind][1]).start()
+        url = SERVERS[kind][0].replace(f":{SERVERS[kind][1]}", f":{proxy.port}")
+        options = {"reconnect_interval_s": 0.2} if kind == "rabbitmq" else {}
+        bus = open_bus(kind, url, namespace=ns, registry=REG, publish_timeout_s=60, **options)
+        rec = Recorder()
+        try:
+            bus.subscribe("brk.call.*", rec, name="outage")
+            await bus.publish(CallStarted(n=0))
+            await bus.drain(timeout=30)
+
+            proxy.cut()
+            for i in range(1, 6):
+                bus.publish_nowait(CallStarted(n=i))
+            with pytest.raises(BusTimeout, match="not confirmed") as info:
+                await bus.drain(timeout=0.5)
+            assert "fix:" in str(info.value) and str(proxy.port) in str(info.value)
+
+            proxy.restore()
+            await bus.drain(timeout=60)
+            await bus.publish(CallStarted(n=6))
+            await bus.drain(timeout=30)
+            assert sorted(rec.ns) == list(range(7)), "an event was lost or handled twice"
+            assert (bus.confirmed, bus.unpublished) == (7, 0)
+        finally:
+            started = time.monotonic()
+            await asyncio.wait_for(bus.close(), 30)
+            assert time.monotonic() - started < 10
+            await proxy.stop()
 
 
 async def _raw_publish(kind: str, namespace: str, routing: str, body: bytes) -> None:

@@ -1005,3 +1005,49 @@ class TestStats:
             "retried": 0,
             "dead_lettered": 0,
         }
+
+
+class TestDrainTimeout:
+    """drain(timeout=...) gives up with BusTimeout naming the busy subscriber; nothing queued is lost."""
+
+    async def test_drain_timeout_names_the_busy_subscriber_and_loses_nothing(self):
+        from lumina_lab.errors import BusTimeout
+
+        bus = InProcessBus()
+        gate = asyncio.Event()
+        seen: list[int] = []
+
+        async def slow(e) -> None:
+            await gate.wait()
+            seen.append(e.n)
+
+        bus.subscribe("provider.*", slow, name="stuck")
+        for i in range(3):
+            await bus.publish(CallStarted(n=i))
+        t0 = time.perf_counter()
+        with pytest.raises(BusTimeout, match=r"within 0\.3 s: subscriber 'stuck' \('provider\.\*'\)") as info:
+            await bus.drain(timeout=0.3)
+        assert time.perf_counter() - t0 < 1.5
+        assert isinstance(info.value, TimeoutError) and isinstance(info.value, BusError)
+        gate.set()
+        await bus.drain(timeout=5)
+        assert seen == [0, 1, 2]
+        await bus.close()
+
+    def test_drain_sync_raises_the_same_error(self):
+        from lumina_lab.errors import BusTimeout
+
+        bus = InProcessBus()
+        seen: list[int] = []
+
+        async def slow(e) -> None:  # sync handlers run on the bus loop: an async one lets the timeout fire
+            await asyncio.sleep(1.0)
+            seen.append(e.n)
+
+        bus.subscribe("provider.*", slow, name="slow")
+        bus.publish_sync(CallStarted(n=1))
+        with pytest.raises(BusTimeout, match="subscriber 'slow'"):
+            bus.drain_sync(timeout=0.3)
+        bus.drain_sync(timeout=10)
+        assert seen == [1]
+        bus.close_sync()

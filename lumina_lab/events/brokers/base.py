@@ -37,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic_core import to_json
 
-from ...errors import BusClosed, BusError, BusFull, ConfigError, ValidationError
+from ...errors import BusClosed, BusError, BusFull, BusTimeout, ConfigError, ValidationError
 from ..base import Handler, Overflow
 from ..bus import InProcessBus, Subscription, _on_loop
 from ..deadletter import DeadLetter
@@ -188,6 +188,7 @@ class BrokerBus(InProcessBus):
         self._sender: asyncio.Task[None] | None = None
         self._unconfirmed = 0
         self._all_confirmed: asyncio.Event | None = None
+        self._drain_waiting: Subscription | None = None  # whose broker backlog drain() waits for
 
     # ------------------------------------------------------------------ to implement
     async def _connect(self) -> None:
@@ -219,6 +220,11 @@ class BrokerBus(InProcessBus):
     async def _ack_upto(self, sub: BrokerSubscription, message: Any) -> None:
         """Acknowledge ``message`` and every earlier one of ``sub`` (for ``sub.cumulative`` consumers)."""
         raise NotImplementedError
+
+    def _stale(self, message: Any) -> bool:
+        """Whether ``message`` came through a connection that has since been lost (it cannot be acknowledged any
+        more; the broker delivers it again)."""
+        return False
 
     # ------------------------------------------------------------------ errors
     @classmethod
@@ -427,6 +433,8 @@ class BrokerBus(InProcessBus):
         if sub.cumulative:
             # handled in delivery order: one ack covers every earlier message.  Held back while more
             # events wait here (up to 256); a crash before it means redelivery (at least once), never loss.
+            # Messages from a lost connection cannot be acknowledged (the broker redelivers them).
+            messages = [m for m in messages if not self._stale(m)]
             if messages:
                 sub._held, sub._held_n = messages[-1], sub._held_n + len(messages)
             q = sub._queue
@@ -599,15 +607,23 @@ class BrokerBus(InProcessBus):
             self._all_confirmed.set()
 
     # ------------------------------------------------------------------ drain / close
-    async def drain(self) -> None:
+    async def drain(self, timeout: float | None = None) -> None:
         """Wait until every event this bus published is confirmed, and every event the broker holds now for
-        this bus's subscribers has been handled (or dead-lettered) and acknowledged."""
-        loop = self._loop
-        if loop is None:
-            return
-        if not _on_loop(loop):
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.drain(), loop))
-            return
+        this bus's subscribers has been handled (or dead-lettered) and acknowledged.
+
+        Args:
+            timeout: give up after this many seconds with :class:`~lumina_lab.errors.BusTimeout` (a
+                ``BusError`` and a ``TimeoutError``) naming what is still outstanding; ``None`` waits as long
+                as it takes.  Nothing is lost on a timeout: unconfirmed events are still being sent (and
+                dead-lettered if the broker never confirms them), unacknowledged ones stay at the broker.
+        """
+        self._drain_waiting = None
+        try:
+            await InProcessBus.drain(self, timeout)  # the loop hop and the timeout window; runs _drain below
+        finally:
+            self._drain_waiting = None
+
+    async def _drain(self) -> None:
         if not self._connected and not self._outbox and not self._subs:
             return
         await self._wait_ready()
@@ -617,11 +633,48 @@ class BrokerBus(InProcessBus):
                 await self._all_confirmed.wait()
             for sub in list(self._subs):
                 if isinstance(sub, BrokerSubscription) and sub._ready is not None and sub._ready.done():
+                    self._drain_waiting = sub
                     await self._caught_up(sub)
+                    self._drain_waiting = None
                     await self._flush_acks(sub)
-            await InProcessBus.drain(self)
+            await InProcessBus._drain(self)
             if self.published == published and self._unconfirmed == 0:
                 return
+
+    def _drain_timeout(self, timeout: float) -> BusTimeout:
+        """The error of a timed-out :meth:`drain`: what is outstanding, and what to do."""
+        where = f"the {self.label} server at {redact_url(self.url)}"
+        parts: list[str] = []
+        if self._unconfirmed:
+            unsent = len(self._outbox)
+            parts.append(
+                f"{self._unconfirmed} published event(s) not confirmed by {where}"
+                + (f" ({unsent} not sent yet)" if unsent else "")
+            )
+        waiting = self._drain_waiting
+        for sub in [*self._subs, *self._retiring]:
+            q = sub._queue
+            queued = len(q) if q is not None else 0
+            busy = q is not None and not q.idle.is_set()
+            unacked = len(sub._acks) if isinstance(sub, BrokerSubscription) else 0
+            if not (busy or unacked or sub is waiting):
+                continue
+            bits = []
+            if busy:
+                bits.append(f"its handler is still running ({queued} more event(s) queued here)")
+            if unacked:
+                bits.append(f"{unacked} event(s) not acknowledged")
+            if sub is waiting and not busy:
+                bits.append(f"waiting for {where} to deliver what it holds for it")
+            parts.append(f"subscriber {sub.name!r} ({sub.pattern!r}): " + ", ".join(bits))
+        detail = "; ".join(parts) if parts else f"waiting for {where}"
+        return BusTimeout(
+            f"drain() did not finish within {timeout:g} s: {detail}",
+            input=timeout,
+            hint=f"a handler may be stuck or {where} unreachable (check its health); nothing is lost: "
+            "unconfirmed events are still being sent (dead-lettered if never confirmed) and unacknowledged "
+            "ones stay at the broker; call drain() again or with a longer timeout",
+        )
 
     async def close(self) -> None:
         """Handle what was published and is queued, acknowledge it, delete this bus's ephemeral consumers and
@@ -673,6 +726,9 @@ class BrokerBus(InProcessBus):
             if self._sender is not None and not self._sender.done():
                 self._sender.cancel()
                 await asyncio.gather(self._sender, return_exceptions=True)
+            while self._outbox:  # never sent: raised to whoever awaits them, dead-lettered otherwise
+                ev, fut = self._outbox.popleft()
+                self._publish_failed(ev, fut, BusClosed(f"the bus closed before event {ev.type!r} was sent"))
             if self._connected:
                 self._connected = False
                 try:

@@ -13,11 +13,16 @@
   subscriber, with a deliver group, so every bus subscribing with that name shares it).  ``block``
   subscribers ack explicitly after the handler (``max_ack_pending`` = the queue bound); ``drop_oldest``
   subscribers use ``AckPolicy.NONE`` and drop locally.
+* **Connection loss**: nats-py reconnects by itself (without limit once connected), re-subscribing and
+  sending what was published meanwhile.  Publishes whose PubAck had not come when the connection dropped
+  may have been lost on the wire: they are sent again after the reconnect with the same ``Nats-Msg-Id``,
+  so JetStream keeps one copy (within its two-minute duplicate window).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from typing import Any, ClassVar
@@ -78,7 +83,11 @@ class NatsBus(BrokerBus):
         self.inactive_s = inactive_s
         self._nc: Any = None
         self._js: Any = None
-        self._inflight: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        #: publishes waiting for their PubAck: (deadline, future, subject, body, headers)
+        self._inflight: deque[tuple[float, asyncio.Future[Any], str, bytes, dict[str, str]]] = deque()
+        self._resending: asyncio.Task[None] | None = None
+        #: how often the connection was lost and re-established
+        self.reconnects = 0
         self._watchdog: asyncio.Task[None] | None = None
 
     def subject(self, event_type: str) -> str:
@@ -100,6 +109,12 @@ class NatsBus(BrokerBus):
         async def on_disconnected() -> None:
             log.warning("disconnected from NATS at %s; reconnecting", self._safe_url)
 
+        async def on_reconnected() -> None:
+            self.reconnects += 1
+            log.warning("reconnected to NATS at %s", self._safe_url)
+            if self._inflight and (self._resending is None or self._resending.done()):
+                self._resending = asyncio.get_running_loop().create_task(self._resend_inflight())
+
         nc = await nats.connect(
             servers=[u.strip() for u in self.url.split(",")],
             name=f"lumina-lab {self.uid}",
@@ -108,6 +123,7 @@ class NatsBus(BrokerBus):
             reconnect_time_wait=0.2,
             error_cb=on_error,
             disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
         )
         nc.options["max_reconnect_attempts"] = -1  # once connected, ride out broker restarts
         nc.options["reconnect_time_wait"] = 1.0
@@ -142,10 +158,13 @@ class NatsBus(BrokerBus):
     async def _disconnect(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self._resending is not None:
+            self._resending.cancel()
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
             try:
-                await nc.flush(timeout=5)
+                if nc.is_connected:  # not while reconnecting: nothing can be flushed then
+                    await nc.flush(timeout=5)
             finally:
                 await nc.close()
 
@@ -157,12 +176,11 @@ class NatsBus(BrokerBus):
 
     # ------------------------------------------------------------------ publish
     async def _send(self, event: Event) -> asyncio.Future[Any]:
-        fut = await self._js.publish_async(
-            self.subject(event.event_type), encode_event(event), headers={"Nats-Msg-Id": event.id}
-        )
+        subject, body, headers = self.subject(event.event_type), encode_event(event), {"Nats-Msg-Id": event.id}
+        fut = await self._js.publish_async(subject, body, headers=headers)
         if not fut.done():  # a PubAck that never comes fails the publish instead of hanging drain()
             loop = asyncio.get_running_loop()
-            self._inflight.append((loop.time() + self.publish_timeout_s, fut))
+            self._inflight.append((loop.time() + self.publish_timeout_s, fut, subject, body, headers))
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = loop.create_task(self._expire_unconfirmed())
         return fut
@@ -176,12 +194,25 @@ class NatsBus(BrokerBus):
                 inflight.popleft()
             if not inflight:
                 return
-            deadline, fut = inflight[0]
+            deadline, fut = inflight[0][:2]
             if loop.time() >= deadline:
                 inflight.popleft()
                 fut.set_exception(TimeoutError(f"no PubAck from JetStream within {self.publish_timeout_s} s"))
                 continue
             await asyncio.sleep(min(1.0, deadline - loop.time()))
+
+    async def _resend_inflight(self) -> None:
+        """After a reconnect: send every publish still waiting for its PubAck again (same ``Nats-Msg-Id``)."""
+        js = self._js
+        for _deadline, fut, subject, body, headers in list(self._inflight):
+            if fut.done() or js is None:
+                continue
+            try:
+                again = await js.publish_async(subject, body, headers=headers)
+            except Exception as exc:  # left to the PubAck deadline
+                log.debug("could not send %s to NATS again: %s", headers.get("Nats-Msg-Id"), exc)
+                continue
+            again.add_done_callback(functools.partial(_settle_from, fut))
 
     # ------------------------------------------------------------------ consume
     async def _open_consumer(self, sub: BrokerSubscription) -> None:
@@ -279,10 +310,19 @@ class NatsBus(BrokerBus):
         from nats.js.errors import NotFoundError
 
         psub, sub._handle = sub._handle, None
-        if psub is not None and self._nc is not None and not self._nc.is_closed:
+        # while reconnecting, leave it: closing the connection ends the subscription, and the server deletes
+        # an ephemeral consumer after its inactive_threshold
+        if psub is not None and self._nc is not None and self._nc.is_connected:
             await psub.unsubscribe()
             if not sub.durable:
                 try:
                     await self._js.delete_consumer(self.stream, sub.consumer)
                 except NotFoundError:
                     pass
+
+
+def _settle_from(original: asyncio.Future[Any], again: asyncio.Future[Any]) -> None:
+    """Confirm ``original`` with the PubAck of the same message sent ``again`` (failures are left to its deadline)."""
+    if original.done() or again.cancelled() or again.exception() is not None:
+        return
+    original.set_result(again.result())
