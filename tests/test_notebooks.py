@@ -116,6 +116,9 @@ def _check_routing_lab(results: dict[str, Any], params: dict[str, Any]) -> None:
         assert learned["apgr"] > random["apgr"] + 0.05, name
         assert learned["cost_saving_at_95"] > random["cost_saving_at_95"] + 0.1, name
         assert learned["cost_saving_at_95"] > anchor - 0.05, name  # near or above RouteLLM's anchor
+        bandit = q["bandit"]  # the online bandit's cost-weight sweep, recorded beside the learned routers
+        assert 0.0 <= bandit["cost_saving_at_95"] < 1 and 0.3 < bandit["apgr"] <= 1, name
+        assert bandit["quality_at_95"] >= 0.95 * bandit["quality_strong"] - 1e-9, name
     assert results["quality_section_cpu_s"] < 60  # CPU time: wall time depends on what else the machine runs
 
 

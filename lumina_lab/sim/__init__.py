@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from .bandit_eval import PromptClusters, evaluate_bandit
 from .engine import Outage, RoutingLab, SimResult
 from .learned import (
     DEFAULT_PRICES,
@@ -33,6 +34,7 @@ __all__ = [
     "LearnedThreshold",
     "LogisticRouter",
     "Outage",
+    "PromptClusters",
     "RandomRouter",
     "RidgeRouter",
     "RoutingLab",
@@ -42,6 +44,7 @@ __all__ = [
     "bursty",
     "diurnal",
     "evaluate",
+    "evaluate_bandit",
     "grid",
     "load_correctness",
     "oracle_scores",

@@ -120,6 +120,19 @@ def _as_labels(name: str, values: Any, n: int) -> np.ndarray:
     return as_float.astype(bool)
 
 
+def _labelled(
+    prompts: Sequence[str], weak_correct: Any, strong_correct: Any, *, what: str = "a router", prefix: str = ""
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Prompts and both models' correctness as float arrays, checked (at least one prompt, one label each)."""
+    items = _as_prompts(prompts)
+    if not items:
+        raise ValidationError(f"cannot evaluate {what} on no prompts")
+    n = len(items)
+    weak = _as_labels(f"{prefix}weak_correct", weak_correct, n).astype(np.float64)
+    strong = _as_labels(f"{prefix}strong_correct", strong_correct, n).astype(np.float64)
+    return items, weak, strong
+
+
 def _check_target(target: str) -> str:
     if target not in TARGETS:
         raise ValidationError(f"target={target!r}", input=target, hint=f"use one of {TARGETS}")
@@ -821,12 +834,8 @@ def evaluate(
             strong model, so an escalated prompt costs the weak *and* the strong call.  Savings
             stay relative to sending everything to the strong model alone.
     """
-    items = _as_prompts(prompts)
+    items, weak, strong = _labelled(prompts, weak_correct, strong_correct)
     n = len(items)
-    if n == 0:
-        raise ValidationError("cannot evaluate a router on no prompts")
-    weak = _as_labels("weak_correct", weak_correct, n).astype(np.float64)
-    strong = _as_labels("strong_correct", strong_correct, n).astype(np.float64)
     if isinstance(router, LearnedRouter):
         scores = router.score(items)
     else:
