@@ -523,18 +523,18 @@ class InProcessBus:
         """Handle what is queued, stop the workers and refuse new events."""
         if self._closed:
             return
-        await self.drain()
-        self._closed = True
         loop = self._loop
-        if loop is not None:
-            if not _on_loop(loop):
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._cancel_workers(), loop))
-            else:
-                await self._cancel_workers()
+        if loop is None:
+            self._closed = True
+            return
+        if _on_loop(loop):
+            await self._close_on_loop()
+        else:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._close_on_loop(), loop))
         self._stop_thread()
 
     def close_sync(self, timeout: float | None = 60.0) -> None:
-        """Synchronous :meth:`close`."""
+        """Synchronous :meth:`close` (after ``timeout`` s the workers are stopped anyway)."""
         if self._closed:
             return
         loop = self._loop
@@ -544,11 +544,17 @@ class InProcessBus:
         if _on_loop(loop):
             raise BusError("cannot close the bus synchronously from its own loop", hint="await bus.close()")
         try:
-            asyncio.run_coroutine_threadsafe(self.drain(), loop).result(timeout)
+            asyncio.run_coroutine_threadsafe(self._close_on_loop(), loop).result(timeout)
         finally:
             self._closed = True
             asyncio.run_coroutine_threadsafe(self._cancel_workers(), loop).result(timeout)
             self._stop_thread()
+
+    async def _close_on_loop(self) -> None:
+        """The closing steps, on the bus's loop (:meth:`close` and :meth:`close_sync` run them there)."""
+        await self._drain()
+        self._closed = True
+        await self._cancel_workers()
 
     async def _cancel_workers(self) -> None:
         tasks = [s._task for s in [*self._subs, *self._retiring] if s._task is not None]

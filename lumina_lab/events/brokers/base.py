@@ -676,38 +676,10 @@ class BrokerBus(InProcessBus):
             "ones stay at the broker; call drain() again or with a longer timeout",
         )
 
-    async def close(self) -> None:
+    # close() and close_sync() are InProcessBus's; they run _close_on_loop below on the bus's loop
+    async def _close_on_loop(self) -> None:
         """Handle what was published and is queued, acknowledge it, delete this bus's ephemeral consumers and
         disconnect.  Durable consumers stay on the broker."""
-        if self._closed:
-            return
-        loop = self._loop
-        if loop is None:
-            self._closed = True
-            return
-        if not _on_loop(loop):
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._close_on_loop(), loop))
-        else:
-            await self._close_on_loop()
-        self._stop_thread()
-
-    def close_sync(self, timeout: float | None = 60.0) -> None:
-        """Synchronous :meth:`close`."""
-        if self._closed:
-            return
-        loop = self._loop
-        if loop is None:
-            self._closed = True
-            return
-        if _on_loop(loop):
-            raise BusError("cannot close the bus synchronously from its own loop", hint="await bus.close()")
-        try:
-            asyncio.run_coroutine_threadsafe(self._close_on_loop(), loop).result(timeout)
-        finally:
-            self._closed = True
-            self._stop_thread()
-
-    async def _close_on_loop(self) -> None:
         if self._closed:
             return
         try:
