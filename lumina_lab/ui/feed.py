@@ -30,7 +30,7 @@ class StoreFeed:
     """
 
     def __init__(
-        self, store: Any, *, bus: Any = None, since: str | None = "5m", poll_s: float = 0.2, type: str | None = None
+        self, store: Any, *, bus: Any = None, since: str | None = "5m", poll_s: float = 0.05, type: str | None = None
     ) -> None:
         from ..events.bus import InProcessBus
 

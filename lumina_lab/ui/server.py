@@ -184,7 +184,7 @@ class _Shared:
     """The lab and feed of this process (made on first session: after a ``--num-procs`` fork)."""
 
     #: seconds between looks at the event log for other processes' events (the feed; see StoreFeed)
-    feed_poll_s = 0.2
+    feed_poll_s = 0.05
 
     def __init__(self, lab: Any, feed: bool, since: str | None, bus: Any = None) -> None:
         from datetime import UTC, datetime

@@ -531,3 +531,32 @@ def test_query_survives_files_merged_during_execution(file_root, monkeypatch, ra
         monkeypatch.undo()
         writer.close()
         reader.close()
+
+
+def test_an_idle_tail_poll_reads_only_the_directory(file_root, monkeypatch):
+    """A follower polling a log with nothing new lists the files and stops there: no DuckDB query (a served
+    dashboard polls every 50 ms); once a segment lands, the next poll reads exactly its rows."""
+    writer, reader = three_small_files(file_root)
+    try:
+        rows, state = reader._tail_rows(None, None, None)
+        assert len(rows) == 30
+        queried: list[int] = []
+        real = file_mod.FileEventStore._run_query
+
+        def counting(self, run, query):
+            queried.append(1)
+            return real(self, run, query)
+
+        monkeypatch.setattr(file_mod.FileEventStore, "_run_query", counting)
+        for _ in range(20):
+            rows, state = reader._tail_rows(state, None, None)
+            assert rows == []
+        assert queried == []
+        writer.append(ticks(5, start=30))
+        writer.flush()
+        rows, state = reader._tail_rows(state, None, None)
+        assert len(rows) == 5 and queried == [1]
+    finally:
+        monkeypatch.undo()
+        writer.close()
+        reader.close()
