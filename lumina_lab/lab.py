@@ -193,7 +193,7 @@ class Lab:
         """Where ``prompt`` would be routed, and why the other providers would not be used (no call)."""
         from .providers import ChatRequest
 
-        request = prompt if isinstance(prompt, ChatRequest) else ChatRequest(prompt, **fields)
+        request = prompt if isinstance(prompt, ChatRequest) else ChatRequest.of(prompt, **fields)
         return self.router.plan(request)
 
     def ask(self, prompt: str | ChatRequest, **fields: Any) -> ChatResponse:

@@ -269,7 +269,7 @@ class Router:
     async def ainvoke(self, request: ChatRequest | str, **fields: Any) -> ChatResponse:
         """Route and answer ``request`` (a :class:`ChatRequest`, or a prompt plus ChatRequest fields)."""
         if isinstance(request, str):
-            request = ChatRequest(request, **fields)
+            request = ChatRequest.of(request, **fields)
         self.requests += 1
         ranked, excluded = self._plan(request)
         if not ranked:
@@ -732,7 +732,7 @@ class Router:
         iteration (or cancelling the consumer) cancels the provider's stream.
         """
         if isinstance(request, str):
-            request = ChatRequest(request, **fields)
+            request = ChatRequest.of(request, **fields)
         self.requests += 1
         ranked, excluded = self._plan(request)
         if not ranked:

@@ -155,9 +155,30 @@ class ChatRequest:
         elif not self.messages:
             raise ValidationError("a ChatRequest needs at least one message", hint="pass the prompt text")
 
+    @classmethod
+    def of(cls, prompt: str | list[Message], **fields: Any) -> ChatRequest:
+        """A request from a prompt and keyword fields, a misspelt or unknown field named in a
+        :class:`~lumina_lab.errors.ValidationError` (what ``router.ainvoke("...", needs=...)`` and
+        ``lab.ask("...", ...)`` build their requests with)."""
+        unknown = sorted(set(fields) - _REQUEST_FIELDS)
+        if unknown:
+            import difflib
+
+            close = [m for u in unknown for m in difflib.get_close_matches(u, _REQUEST_FIELDS, 1)]
+            raise ValidationError(
+                f"unknown request field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+                + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""),
+                input=unknown[0],
+                hint=f"a request takes: {', '.join(sorted(_REQUEST_FIELDS))}",
+            )
+        return cls(prompt, **fields)
+
     @property
     def prompt_text(self) -> str:
         return "\n".join(m.content for m in self.messages)  # type: ignore[union-attr]
+
+
+_REQUEST_FIELDS = frozenset(ChatRequest.__dataclass_fields__) - {"messages"}
 
 
 @dataclass(slots=True)

@@ -125,3 +125,24 @@ def test_chat_request_with_no_messages_is_rejected() -> None:
 
 def test_each_chat_request_gets_a_unique_id() -> None:
     assert ChatRequest("a").id != ChatRequest("a").id
+
+
+def test_a_request_from_keywords_names_an_unknown_field_and_the_close_one() -> None:
+    req = ChatRequest.of("hi", needs={"code"}, max_tokens=5)
+    assert req.needs == {"code"} and req.max_tokens == 5 and req.prompt_text == "hi"
+    with pytest.raises(ValidationError, match=r"unknown request field 'need' \(did you mean 'needs'\?\)") as info:
+        ChatRequest.of("hi", need={"code"})
+    assert "max_tokens" in info.value.hint
+    with pytest.raises(ValidationError, match=r"unknown request fields 'route_only', 'zzz'"):
+        ChatRequest.of("hi", route_only=True, zzz=1)
+
+
+def test_router_and_lab_build_requests_through_the_checked_constructor() -> None:
+    import asyncio
+
+    from lumina_lab.providers import ProviderRegistry, Router, SimulatedProvider
+
+    router = Router(ProviderRegistry([SimulatedProvider("m", id="p")]))
+    with pytest.raises(ValidationError, match=r"'max_token'.*did you mean 'max_tokens'"):
+        asyncio.run(router.ainvoke("hi", max_token=3))
+    assert asyncio.run(router.ainvoke("hi", max_tokens=3)).provider == "p"
