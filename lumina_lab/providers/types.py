@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -171,6 +172,18 @@ class ChatRequest:
                 input=unknown[0],
                 hint=f"a request takes: {', '.join(sorted(_REQUEST_FIELDS))}",
             )
+        for name in ("max_tokens", "input_tokens", "min_context"):
+            v = fields.get(name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, Integral) or v < (name == "max_tokens")):
+                raise ValidationError(
+                    f"{name}={v!r} is not a {'positive' if name == 'max_tokens' else 'non-negative'} int",
+                    input=v,
+                    hint=f"e.g. {name}=256, or leave it out",
+                )
+        for name in ("temperature", "timeout_s"):
+            v = fields.get(name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, Real) or v < 0):
+                raise ValidationError(f"{name}={v!r} is not a non-negative number", input=v, hint=f"e.g. {name}=0.5")
         return cls(prompt, **fields)
 
     @property

@@ -545,6 +545,13 @@ class RoutingLab:
             stream: which requests are streamed (``Router.astream``): ``True`` all, a float in
                 [0, 1] that share of them (drawn from ``seed``), or one flag per request.
         """
+        if not isinstance(workload, Workload):
+            raise ValidationError(
+                f"workload is a {type(workload).__name__}, not a Workload",
+                input=type(workload).__name__,
+                hint="make one with poisson(rate, n=...), bursty(...), diurnal(...), read_workload(path) "
+                "or workload_from_store(store)",
+            )
         router, clock = self.build(strategy, seed=seed)
         mask = _stream_mask(stream, len(workload), seed)
         return _Engine(router, clock, workload, outages, progress, mask).run(self.slo_s)

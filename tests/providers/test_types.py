@@ -146,3 +146,19 @@ def test_router_and_lab_build_requests_through_the_checked_constructor() -> None
     with pytest.raises(ValidationError, match=r"'max_token'.*did you mean 'max_tokens'"):
         asyncio.run(router.ainvoke("hi", max_token=3))
     assert asyncio.run(router.ainvoke("hi", max_tokens=3)).provider == "p"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_tokens", "a lot", "max_tokens='a lot' is not a positive int"),
+        ("max_tokens", 0, "max_tokens=0 is not a positive int"),
+        ("input_tokens", -1, "input_tokens=-1 is not a non-negative int"),
+        ("min_context", 1.5, "min_context=1.5 is not a non-negative int"),
+        ("temperature", "hot", "temperature='hot' is not a non-negative number"),
+        ("timeout_s", -2, "timeout_s=-2 is not a non-negative number"),
+    ],
+)
+def test_a_request_from_keywords_checks_its_numbers(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ChatRequest.of("hi", **{field: value})

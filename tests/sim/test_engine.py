@@ -148,6 +148,8 @@ def test_the_lab_refuses_live_providers_and_unknown_outages() -> None:
         RoutingLab([object()])  # type: ignore[list-item]
     with pytest.raises(ValidationError, match="unknown provider"):
         RoutingLab(fleet()).run(poisson(1, n=5), outages=[Outage("nope", 0, 1)])
+    with pytest.raises(ValidationError, match="workload is a list, not a Workload"):
+        RoutingLab(fleet()).run([0.1, 0.2], "cheapest")  # type: ignore[arg-type]
 
 
 def test_live_router_and_lab_build_use_one_clock() -> None:
