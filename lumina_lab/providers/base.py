@@ -83,5 +83,16 @@ def _coerce(cls, value):
     if isinstance(value, cls):
         return value
     if isinstance(value, dict):
-        return cls(**value)
+        import pydantic
+
+        try:
+            return cls(**value)
+        except pydantic.ValidationError as exc:  # one line naming the field, not pydantic's report
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"]) or cls.__name__
+            raise ValidationError(
+                f"{cls.__name__.lower()} {where}={err.get('input')!r}: {err['msg']}",
+                input=value,
+                hint=f"see {cls.__name__}'s fields: {', '.join(cls.model_fields)}",
+            ) from None
     raise ValidationError(f"expected {cls.__name__} or a dict, got {value!r}", input=value)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import WALL, Clock
-from ..errors import ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited, StreamBroken
+from ..errors import ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited, StreamBroken, ValidationError
 from .base import BaseProvider
 from .cost import estimate_tokens
 from .types import ChatRequest, ChatResponse, StreamChunk, Usage
@@ -101,6 +101,25 @@ class SimulatedProvider(BaseProvider):
         **declaration: Any,
     ) -> None:
         super().__init__(model, id=id, **declaration)
+        for name, rate in (
+            ("error_rate", error_rate),
+            ("timeout_rate", timeout_rate),
+            ("break_rate", break_rate),
+            ("quality", quality),
+        ):
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+                raise ValidationError(
+                    f"{name}={rate!r} must be a share in [0, 1]", input=rate, hint=f"e.g. {name}=0.02"
+                )
+        if error_rate + timeout_rate > 1:
+            raise ValidationError(
+                f"error_rate + timeout_rate = {error_rate + timeout_rate:g} > 1",
+                input=(error_rate, timeout_rate),
+                hint="the two are shares of the same calls: together at most 1",
+            )
+        for name, value in (("ttft_s", ttft_s), ("tokens_per_s", tokens_per_s), ("hang_s", hang_s)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValidationError(f"{name}={value!r} must be a number >= 0", input=value)
         self.ttft_s = ttft_s
         self.ttft_sigma = ttft_sigma
         self.tokens_per_s = tokens_per_s

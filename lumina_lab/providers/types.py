@@ -161,6 +161,12 @@ class ChatRequest:
         """A request from a prompt and keyword fields, a misspelt or unknown field named in a
         :class:`~lumina_lab.errors.ValidationError` (what ``router.ainvoke("...", needs=...)`` and
         ``lab.ask("...", ...)`` build their requests with)."""
+        if not isinstance(prompt, str | list):
+            raise ValidationError(
+                f"the prompt is a {type(prompt).__name__}, not text",
+                input=prompt,
+                hint="pass the prompt as a string, a list of Message, or a ChatRequest",
+            )
         unknown = sorted(set(fields) - _REQUEST_FIELDS)
         if unknown:
             import difflib

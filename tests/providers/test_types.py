@@ -162,3 +162,25 @@ def test_router_and_lab_build_requests_through_the_checked_constructor() -> None
 def test_a_request_from_keywords_checks_its_numbers(field: str, value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ChatRequest.of("hi", **{field: value})
+
+
+def test_a_prompt_that_is_not_text_is_named() -> None:
+    with pytest.raises(ValidationError, match="the prompt is a int, not text"):
+        ChatRequest.of(123)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"error_rate": 2}, r"error_rate=2 must be a share in \[0, 1\]"),
+        ({"quality": -0.1}, r"quality=-0.1 must be a share"),
+        ({"error_rate": 0.6, "timeout_rate": 0.6}, r"error_rate \+ timeout_rate = 1.2 > 1"),
+        ({"ttft_s": -1}, r"ttft_s=-1 must be a number >= 0"),
+        ({"capabilities": {"code": "high"}}, r"capabilities code='high': Input should be a valid number"),
+    ],
+)
+def test_a_simulated_provider_names_a_bad_profile_value(options: dict, message: str) -> None:
+    from lumina_lab.providers import SimulatedProvider
+
+    with pytest.raises(ValidationError, match=message):
+        SimulatedProvider("m", **options)
