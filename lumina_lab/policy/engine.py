@@ -162,6 +162,12 @@ class PolicyEngine:
         """A :class:`Request` from any uid forms (``"read"`` means ``Action::"read"``)."""
         if isinstance(principal, Request):
             return principal
+        if context and not isinstance(context, Mapping):
+            raise ValidationError(
+                f"context is a {type(context).__name__}, not a mapping",
+                input=context,
+                hint='pass a dict of attributes, e.g. context={"mfa": True}',
+            )
         return Request(
             self._uid(principal, "principal"),
             self._uid(action, "action"),
@@ -315,6 +321,14 @@ class PolicyEngine:
         """
         from .requests import RequestSet
 
+        if not isinstance(requests, RequestSet) and (
+            isinstance(requests, str | bytes | Mapping) or not isinstance(requests, Iterable)
+        ):
+            raise ValidationError(
+                f"requests is a {type(requests).__name__}, not a list of requests",
+                input=requests,
+                hint="pass Requests, dicts with principal/action/resource(/context), or a RequestSet",
+            )
         if isinstance(requests, RequestSet):
             reqs = [self.request(p, a, r, c) for p, a, r, c in zip(requests.principals, requests.actions, requests.resources, requests.contexts, strict=True)]
         else:

@@ -118,3 +118,14 @@ def test_bad_uids_links_and_files_are_clear() -> None:
         Policies(tmpl, [{"template_id": "t", "link_id": "L", "args": {"?group": 'User::"ann"'}}])
     with pytest.raises(ValidationError, match="does not exist"):
         Policies("missing.cedar")
+
+
+def test_a_context_that_is_not_a_mapping_and_requests_that_are_not_a_list_are_named() -> None:
+    engine = PolicyEngine("permit(principal, action, resource);", unknown="evaluate")
+    with pytest.raises(ValidationError, match="context is a list, not a mapping"):
+        engine.evaluate('User::"a"', 'Action::"read"', 'Doc::"d1"', context=[1, 2])
+    with pytest.raises(ValidationError, match="requests is a int, not a list of requests"):
+        engine.evaluate_batch(5)
+    with pytest.raises(ValidationError, match="requests is a dict"):
+        engine.evaluate_batch({"principal": 'User::"a"', "action": "read", "resource": 'Doc::"d1"'})
+    assert engine.evaluate_batch([{"principal": 'User::"a"', "action": "read", "resource": 'Doc::"d1"'}])[0].allowed
