@@ -40,7 +40,8 @@ categories are parsed there).
 
 Usage: python benchmarks/locomo_recall.py --data PATH [--embedder hashing|minilm] [--limit N]
        [--no-hybrid] [--no-expansion] [--no-topics] [--no-temporal] [--no-neighbours] [--no-sessions]
-       [--no-speaker] [--no-rerank] [--no-multiquery] [--no-intent] [--no-contextual] [--ablations]
+       [--no-speaker] [--no-rerank] [--no-multiquery] [--no-intent] [--no-statements] [--no-sentences]
+       [--no-contextual] [--ablations]
 """
 
 from __future__ import annotations

@@ -241,6 +241,9 @@ class ConversationMemory:
         contextual: embed each turn together with the turn before it (the stored vector is the mean
             of the turn's own vector and that of ``previous + turn``): a reply like "Two years old!"
             then carries what it answers.  Costs a second embedding per turn.
+        sentence_vectors: also embed each item's sentences (speaker prefix dropped), so that recall's
+            ``sentences`` step can match a question against the best sentence of a long turn, not
+            only against the turn's mean-pooled vector.  Costs one embedding per sentence.
         similar_threshold: least cosine for a ``similar`` graph edge between items (each new item is
             linked to at most ``similar_k`` earlier ones).
         graph_path: where the semantic graph and topics persist (JSON); default beside a persistent
@@ -259,6 +262,7 @@ class ConversationMemory:
         working_size: int = 12,
         topics: Any = True,
         contextual: bool = True,
+        sentence_vectors: bool = True,
         similar_threshold: float = 0.6,
         similar_k: int = 3,
         graph_path: str | os.PathLike[str] | bool | None = None,
@@ -283,6 +287,7 @@ class ConversationMemory:
         self.config = config or RecallConfig()
         self.working_size = int(_check_positive("working_size", working_size))  # type: ignore[arg-type]
         self.contextual = bool(contextual)
+        self.sentence_vectors = bool(sentence_vectors)
         if not -1.0 <= float(similar_threshold) <= 1.0:
             raise ValidationError(
                 f"similar_threshold={similar_threshold!r} must be in [-1, 1]", input=similar_threshold
@@ -337,6 +342,7 @@ class ConversationMemory:
         records = [r for batch in _scan(self.collection.store, self.name) for r in batch]
         records.sort(key=lambda r: (r.metadata.get("seq", 0), r.id))
         self.retriever.add([r.id for r in records], [r.text for r in records], [r.metadata for r in records])
+        self._embed_sentences([r.id for r in records], [r.text for r in records])
         for r in records:
             s = r.metadata.get("session")
             if s is not None:
@@ -516,6 +522,7 @@ class ConversationMemory:
             vectors = self._embed_items(texts, metas_out)
             self.collection.upsert(ids, vectors, texts, metas_out)
             self.retriever.add(ids, texts, metas_out)
+            self._embed_sentences(ids, texts)
             mentions = 0
             for i, t, m in rows:
                 node = self._graph_item(i, t, m)
@@ -649,6 +656,25 @@ class ConversationMemory:
             norms = np.linalg.norm(own[rows], axis=1, keepdims=True)
             own[rows] = own[rows] / np.where(norms > 0, norms, 1.0)
         return own
+
+    def _embed_sentences(self, ids: list[str], texts: list[str]) -> None:
+        """Embed the sentences of each item (one batch) for the retriever's ``sentences`` step."""
+        if not self.sentence_vectors or not ids:
+            return
+        from .embeddings import embed_batched
+        from .retrieval import sentences
+
+        per_item = [sentences(t) for t in texts]
+        flat = [x for parts in per_item for x in parts]
+        if not flat:
+            return
+        mat = np.asarray(embed_batched(self.memory.embedder, flat), dtype=np.float32)
+        out, at = {}, 0
+        for item_id, parts in zip(ids, per_item, strict=True):
+            if parts:
+                out[item_id] = mat[at : at + len(parts)]
+                at += len(parts)
+        self.retriever.add_sentence_vectors(out)
 
     def _graph_item(self, item_id: str, text: str, meta: Mapping[str, Any]) -> Any:
         return self.graph.add_item(

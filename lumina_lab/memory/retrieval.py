@@ -11,6 +11,11 @@ ablation per step):
 1. **first pass** — dense cosine top-``depth`` from the store and, with ``hybrid``, BM25
    top-``depth`` (Porter-stemmed terms, English function words dropped); both min-max
    scaled over the candidates and mixed ``alpha * dense + (1 - alpha) * keyword``.
+   With ``sentences`` (when the memory attached sentence vectors, see
+   :meth:`Retriever.add_sentence_vectors`), the dense score of an item is
+   ``(1 - sentence_weight) * its cosine + sentence_weight * the cosine of its best sentence``,
+   and the ``depth`` items with the best sentence join the candidates: a long turn whose one
+   sentence answers is no longer drowned by the rest of it in a mean-pooled vector.
 2. ``expansion`` — pseudo-relevance feedback: the ``prf_terms`` most distinctive terms
    (``score * tf / |d| * idf``) of the ``prf_docs`` best first-pass items, and the names and
    places those items mention (through the semantic graph), are searched again; that
@@ -27,6 +32,8 @@ ablation per step):
    min-max-scaled score.
 6. ``speaker`` — a soft prior: when the query names exactly one known speaker, the other
    speakers' items are scaled by ``1 - speaker_weight`` (never removed).
+   ``statements`` — a turn that ends by asking (:func:`is_question`) states less than one that
+   answers: its score is scaled by ``1 - question_weight``.
 7. ``rerank`` — answer-type matching: a *when* question favours items holding a date, *how
    many* a number, *where* a place, *who* a name: score * ``1 + rerank_weight``.
 
@@ -40,7 +47,8 @@ Around these, per query:
 * ``multiquery`` — multi-query retrieval: when the question names a participant, steps 1-7 run
   again for its :func:`aspect_query` (the question without the participants' names, which are in
   almost every turn and pull the embedding towards any turn of that person); both rankings are
-  scaled by their best score and summed, the aspect's with weight ``aspect_weight``.
+  scaled by their best score and summed, the aspect's with weight ``aspect_weight``.  The aspect
+  run keeps the speaker prior of the question (its text names nobody any more).
 
 The weights are fixed, round values chosen for what each signal means, checked on
 LoCoMo conversations 0-2 only and reported on all, the others held out (see
@@ -80,6 +88,8 @@ __all__ = [
     "answer_type",
     "asks_for_many",
     "aspect_query",
+    "is_question",
+    "sentences",
     "stem",
     "terms",
 ]
@@ -95,8 +105,10 @@ STEPS: tuple[str, ...] = (
     "rerank",
     "multiquery",
     "intent",
+    "statements",
+    "sentences",
 )
-"""The switchable steps of the recall pipeline, in the order they run."""
+"""The switchable steps of the recall pipeline (the module docs say where each one runs)."""
 
 
 # English function words (pronouns, auxiliaries, determiners, prepositions, conjunctions,
@@ -313,7 +325,8 @@ def asks_for_many(question: str) -> bool:
     """Whether a question asks for a list of things gathered over time (an aggregation question).
 
     English cues only: a plural noun right after *what*/*which* (``"What books..."``, ``"Which
-    cities..."``, ``"What are..."``), *both*, *in common*, *how many times* or *ever*.  Such
+    cities..."``, ``"What are..."``), a present perfect right after *what*/*where*/*which*/*who*
+    (``"Where has Ann camped?"``), *both*, *in common*, *how many times* or *ever*.  Such
     answers are usually said at different times, so recall weakens the boosts that favour one
     stretch of conversation.
 
@@ -332,6 +345,8 @@ def asks_for_many(question: str) -> bool:
                 return True
         if len(words) > 1 and words[1] in ("are", "were"):
             return True
+    if words[0] in ("what", "where", "which", "who") and len(words) > 1 and words[1] in ("has", "have"):
+        return True  # present perfect: "Where has Ann camped?" asks for experiences up to now
     return bool(_MANY.search(low))
 
 
@@ -355,6 +370,35 @@ def aspect_query(query: str, names: Iterable[str]) -> str | None:
     if out == query.strip() or not terms(out):
         return None
     return out
+
+
+_CAPTION = re.compile(r"\s*\[[^\]]*\]\s*$")
+
+
+def is_question(text: str) -> bool:
+    """Whether a turn ends by asking (its last sentence ends with ``?``; a trailing ``[image caption]``
+    is ignored).
+
+    >>> is_question("Bob: Nice! What breed is he?"), is_question("Ann: A beagle. [a photo of a dog]")
+    (True, False)
+    """
+    return _CAPTION.sub("", text).rstrip().endswith("?")
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SPEAKER = re.compile(r"^[^:\n]{1,40}:\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of an item's text, a leading ``"Speaker: "`` dropped (what the ``sentences``
+    step embeds one by one); fragments of three characters or less are left out.
+
+    >>> sentences("Ann: I adopted a puppy! He is a beagle. Ok.")
+    ['I adopted a puppy!', 'He is a beagle.']
+    """
+    body = _SPEAKER.sub("", text, count=1)
+    parts = [p.strip() for p in _SENTENCE_END.split(body) if len(p.strip()) > 3]
+    return parts or ([body.strip()] if body.strip() else [])
 
 
 # ---------------------------------------------------------------------- configuration
@@ -394,6 +438,10 @@ class RecallConfig:
     list_neighbour_weight: float = 0.1
     list_session_weight: float = 0.1
     list_speaker_weight: float = 0.4
+    statements: bool = True
+    question_weight: float = 0.1
+    sentences: bool = True
+    sentence_weight: float = 0.5
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -413,7 +461,7 @@ class RecallConfig:
                     input=getattr(self, name),
                     hint="alpha weighs the dense side; 1 - alpha the keyword side",
                 )
-        for name in ("speaker_weight", "list_speaker_weight"):
+        for name in ("speaker_weight", "list_speaker_weight", "question_weight", "sentence_weight"):
             if getattr(self, name) > 1.0:
                 raise ValidationError(
                     f"RecallConfig.{name}={getattr(self, name)!r} must be in [0, 1]", input=getattr(self, name)
@@ -478,6 +526,7 @@ class _Row:
     names: list[str]
     dates: list[tuple[float, float]]
     types: frozenset[str]
+    asks: bool
     metadata: dict[str, Any]
 
 
@@ -536,6 +585,8 @@ class Retriever:
         self.speakers: Counter[str] = Counter()
         self._seq = 0
         self._sorted: set[str] = set()
+        self._sentences: dict[str, np.ndarray] = {}  # id -> (n_sentences, dim) unit vectors
+        self._stacked: tuple[list[str], np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -586,6 +637,7 @@ class Retriever:
                 names=[e.text for e in ents if e.kind in ("name", "place")],
                 dates=[(e.value.start_ts, e.value.end_ts) for e in ents if e.kind == "date"],
                 types=frozenset(e.kind for e in ents),
+                asks=is_question(text),
                 metadata=meta,
             )
             self.rows[item_id] = row
@@ -597,10 +649,41 @@ class Retriever:
                 self.speakers[speaker] += 1
         self.keyword.add(list(ids), list(texts))
 
+    def add_sentence_vectors(self, vectors: Mapping[str, np.ndarray]) -> None:
+        """Attach the embeddings of each item's sentences (``id -> (n, dim)`` array, see
+        :func:`sentences`): the ``sentences`` step then matches a query against an item's best
+        sentence as well as against the item as a whole.  Ids not indexed are ignored."""
+        for item_id, mat in vectors.items():
+            if item_id not in self.rows:
+                continue
+            m = np.asarray(mat, dtype=np.float32)
+            if m.ndim != 2 or not len(m):
+                continue
+            self._sentences[item_id] = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        self._stacked = None
+
+    def _sentence_scores(self, qv: np.ndarray) -> dict[str, float]:
+        """``id -> largest cosine`` between ``qv`` and the item's sentences (items with sentence vectors)."""
+        if not self._sentences:
+            return {}
+        if self._stacked is None:
+            ids = list(self._sentences)
+            mats = [self._sentences[i] for i in ids]
+            owner = np.repeat(np.arange(len(ids)), [len(m) for m in mats])
+            self._stacked = (ids, np.vstack(mats), owner)
+        ids, mat, owner = self._stacked
+        q = np.asarray(qv, dtype=np.float32)
+        sims = mat @ (q / (np.linalg.norm(q) or 1.0))
+        best = np.full(len(ids), -np.inf, dtype=np.float32)
+        np.maximum.at(best, owner, sims)
+        return dict(zip(ids, best.tolist(), strict=True))
+
     def remove(self, ids: Iterable[str]) -> int:
         """Forget items; returns how many were indexed."""
         gone = [i for i in ids if i in self.rows]
         for item_id in gone:
+            if self._sentences.pop(item_id, None) is not None:
+                self._stacked = None
             row = self.rows.pop(item_id)
             self.df.subtract(row.terms.keys())
             if row.session:
@@ -617,6 +700,8 @@ class Retriever:
         return len(gone)
 
     def clear(self) -> None:
+        self._sentences.clear()
+        self._stacked = None
         self.rows.clear()
         self.df.clear()
         self.sessions.clear()
@@ -689,7 +774,8 @@ class Retriever:
             return self._search(query, k, cfg, allowed, now, query_vector)
         pool = max(k, 50)  # both lists deep enough that their sum ranks the top k well
         main = self._search(query, pool, cfg, allowed, now, query_vector)
-        side = self._search(aspect, pool, cfg, allowed, now, None)
+        # the aspect run keeps the question's speaker prior (its text no longer names anyone)
+        side = self._search(aspect, pool, cfg, allowed, now, None, named=self._speakers_in(query))
         top_main = max((x.score for x in main), default=0.0) or 1.0
         top_side = max((x.score for x in side), default=0.0) or 1.0
         fused: dict[str, Scored] = {}
@@ -715,8 +801,10 @@ class Retriever:
         allowed: set[str] | None,
         now: float | None,
         query_vector: np.ndarray | None,
+        named: set[str] | None = None,
     ) -> list[Scored]:
-        """One run of the pipeline (steps 1-7 of the module docs) for one query text."""
+        """One run of the pipeline (steps 1-7 of the module docs) for one query text; ``named``: the
+        participants the speaker prior favours (default: those ``query`` names)."""
         depth = max(cfg.depth, 4 * k)
         qv = query_vector
         if qv is None and self.dense is not None and self.embed is not None:
@@ -728,9 +816,26 @@ class Retriever:
             dict(self.keyword.search(query, depth, allowed)) if use_keyword and len(self.keyword) else {}
         )
         cand: dict[str, None] = dict.fromkeys(i for i in [*dense, *kw] if i in self.rows)
+        # 1b. sentences: an item's best sentence counts beside the item as a whole
+        sent: dict[str, float] = {}
+        if cfg.sentences and cfg.sentence_weight > 0 and use_dense and self._sentences:
+            sent = self._sentence_scores(qv)  # type: ignore[arg-type]
+            pool = [i for i in sent if allowed is None or i in allowed]
+            cand.update(dict.fromkeys(sorted(pool, key=lambda i: -sent[i])[:depth]))
         if not cand:
             return []
+        mixed: set[str] = set()
+
+        def mix() -> None:
+            """Dense scores become ``(1 - w) * item cosine + w * best sentence cosine``."""
+            for i in dense.keys() - mixed:
+                if i in sent:
+                    dense[i] = (1 - cfg.sentence_weight) * dense[i] + cfg.sentence_weight * sent[i]
+                mixed.add(i)
+
         self._complete(cand, query, qv, dense, kw, use_dense, use_keyword)
+        if sent:
+            mix()
         a = cfg.alpha if (use_dense and use_keyword) else (1.0 if use_dense else 0.0)
         dmax = max((max(v, 0.0) for v in dense.values()), default=0.0) or 1.0
 
@@ -762,6 +867,8 @@ class Retriever:
                     if j is not None and (allowed is None or j in allowed):
                         cand.setdefault(j, None)
         self._complete(cand, query, qv, dense, kw, use_dense, use_keyword)
+        if sent:
+            mix()
         if prf:
             missing = set(cand) - set(prf)
             if missing:
@@ -821,7 +928,8 @@ class Retriever:
 
         # 6. speaker prior
         if cfg.speaker and cfg.speaker_weight > 0 and self.speakers:
-            named = self._speakers_in(query)
+            if named is None:
+                named = self._speakers_in(query)
             if len(named) == 1:
                 (who,) = named
                 for i in cand:
@@ -830,6 +938,13 @@ class Retriever:
                         s[i] *= 1 - cfg.speaker_weight
                     elif sp == who:
                         parts[i]["speaker"] = s[i] * cfg.speaker_weight
+
+        # 6b. statements: a turn that only asks holds the answer less often than one that states
+        if cfg.statements and cfg.question_weight > 0:
+            for i in cand:
+                if self.rows[i].asks:
+                    parts[i]["question"] = -s[i] * cfg.question_weight
+                    s[i] *= 1 - cfg.question_weight
 
         # 7. rerank by answer type
         if cfg.rerank and cfg.rerank_weight > 0:

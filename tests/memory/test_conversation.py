@@ -148,6 +148,17 @@ def test_each_step_can_be_switched_off(mem):
     assert first.steps == ["hybrid"] and full.steps == RecallConfig().steps
 
 
+def test_sentence_vectors_are_kept_for_the_sentences_step(mem):
+    assert set(mem.retriever._sentences) == set(mem.retriever.rows)
+    assert mem.retriever._sentences["D1:3"].shape[0] == 2  # "People shared..." and "I moved from Sweden..."
+    assert "sentences" in RecallConfig().steps
+    mem.forget(["D1:3"])
+    assert "D1:3" not in mem.retriever._sentences
+    without = make(sentence_vectors=False)
+    assert without.retriever._sentences == {}
+    assert without.recall("Sweden", k=1).ids == ["D1:3"]
+
+
 def test_documents_are_chunked_and_neighbours(mem):
     doc = " ".join(f"Paragraph {i} about the Cedar policy engine and provider routing decisions." for i in range(60))
     ids = mem.remember(doc, kind="document", turn_id="guide", chunk_size=64)

@@ -18,6 +18,8 @@ from lumina_lab.memory.retrieval import (
     answer_type,
     asks_for_many,
     aspect_query,
+    is_question,
+    sentences,
     stem,
     terms,
 )
@@ -121,6 +123,9 @@ def test_config_switches_and_validation():
         ("What are Ann's hobbies?", True),
         ("How many times has Bob baked bread?", True),
         ("Has Ann ever been to Paris?", True),
+        ("Where has Ann camped?", True),
+        ("What have Ann and Bob painted?", True),
+        ("How long has Ann been painting?", False),
         ("What did Bob bake?", False),
         ("When did Ann adopt Rex?", False),
         ("What is Ann's dog called?", False),
@@ -309,3 +314,76 @@ def test_bad_input_is_refused():
     r = Retriever()
     with pytest.raises(ValidationError, match="do not match"):
         r.add(["a", "b"], ["only one"])
+
+
+# ---------------------------------------------------------------------- statements, sentences, aspect prior
+def test_is_question_and_sentences():
+    assert is_question("Bob: No way! What kind of puppy did you adopt?")
+    assert is_question("Ann: Is this yours? [a photo of a cup]")
+    assert not is_question("Ann: Why? Because I can.")
+    assert sentences("Bob: I baked a pie. They loved it! Ok.") == ["I baked a pie.", "They loved it!"]
+    assert sentences("no speaker here") == ["no speaker here"]
+    assert sentences("Ann: ") == []
+
+
+def test_statements_demote_turns_that_ask():
+    r = build(dense=False)
+    q = "What kind of puppy did Ann adopt?"
+    off = {s.id: s for s in r.search(q, 9, RecallConfig.only("hybrid"))}
+    on = {s.id: s for s in r.search(q, 9, RecallConfig.only("hybrid", "statements"))}
+    assert r.rows["d2"].asks and not r.rows["d1"].asks
+    assert on["d2"].score == pytest.approx(off["d2"].score * (1 - RecallConfig().question_weight))
+    assert on["d2"].parts["question"] < 0 and "question" not in on["d2"].via
+    assert on["d1"].score == pytest.approx(off["d1"].score)
+    # d2 asks with the very words of the question; once demoted, the turn that states comes first
+    strong = RecallConfig.only("hybrid", "statements").with_(question_weight=0.9)
+    assert r.search(q, 2, strong)[0].id != "d2"
+
+
+def test_sentences_match_the_best_sentence_of_a_long_turn():
+    emb = HashingEmbedder(dim=256)
+    r = build()
+    # a long turn whose last sentence answers, buried among unrelated ones
+    long_text = (
+        "Bob: The traffic was awful this morning. My boss called twice. The printer broke again. "
+        "We had pizza for lunch. Ann's beagle Rex chased a seagull."
+    )
+    vec = emb.embed([long_text])
+    r.add(["d10"], [long_text], [{"session": "3", "speaker": "Bob"}])
+    old_vectors, old_dense = r.vectors, r.dense  # the fixture's store does not know d10: serve it here
+
+    def vectors(ids):
+        return np.vstack([vec[0] if i == "d10" else old_vectors([i])[0] for i in ids])
+
+    def dense(q, k, allowed):
+        got = dict(old_dense(q, k, allowed))
+        if allowed is None or "d10" in allowed:
+            got["d10"] = float(vec[0] @ q)
+        return sorted(got.items(), key=lambda x: -x[1])[:k]
+
+    r.vectors, r.dense = vectors, dense
+    q = "beagle chased a seagull"
+    cfg = RecallConfig.only("sentences")  # dense side only
+    plain = {s.id: s for s in r.search(q, 10, cfg)}
+    r.add_sentence_vectors({"d10": emb.embed(sentences(long_text)), "nope": emb.embed(["x"])})
+    assert set(r._sentences) == {"d10"}
+    matched = {s.id: s for s in r.search(q, 10, cfg)}
+    assert matched["d10"].parts["vector"] > plain["d10"].parts["vector"]
+    # switched off, the sentence vectors are ignored
+    off = {s.id: round(s.score, 9) for s in r.search(q, 10, cfg.without("sentences"))}
+    assert off == {i: round(s.score, 9) for i, s in plain.items()}
+    # forgetting (or replacing) an item drops its sentence vectors
+    r.remove(["d10"])
+    assert r._sentences == {}
+
+
+def test_the_aspect_run_keeps_the_speaker_prior():
+    r = build(dense=False)
+    q = "What bread does Bob love?"  # the aspect "What bread does love?" matches Ann's turn best
+    assert aspect_query(q, r.speakers) == "What bread does love?"
+    cfg = RecallConfig.only("hybrid", "multiquery", "speaker").with_(speaker_weight=0.5)
+    got = {s.id: s for s in r.search(q, 9, cfg)}
+    no_prior = {s.id: s for s in r.search(q, 9, cfg.without("speaker"))}
+    assert no_prior["d5"].parts["aspect"] == pytest.approx(cfg.aspect_weight)  # Ann's turn tops the aspect run
+    assert got["d5"].parts["aspect"] < no_prior["d5"].parts["aspect"]
+    assert list(got).index("d4") < list(got).index("d5")
