@@ -215,9 +215,9 @@ class _Shared:
             if self._bus is not None:
                 return self._lab, self._bus
             if self._feed is None and self.feed_enabled:
-                from .feed import StoreFeed
+                from .feed import open_feed
 
-                self._feed = StoreFeed(self._lab.store, since=self.since, poll_s=self.feed_poll_s).start()
+                self._feed = open_feed(self._lab, since=self.since, poll_s=self.feed_poll_s)
             bus = self._feed.bus if self._feed is not None else self._lab.bus
             return self._lab, bus
 

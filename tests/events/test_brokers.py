@@ -1022,3 +1022,50 @@ class TestLab:
         with pytest.raises(BusError, match=r"127\.0\.0\.1:1"):
             Lab(profile="test", events={"bus": kind, "bus_url": url})
         assert time.monotonic() - t0 < 30
+
+
+class TestServedFeed:
+    """`lumina serve` on a broker-bus lab: the log's recent past, then every process's events as the broker
+    delivers them (another home stands for another machine), each once."""
+
+    async def test_broker_feed_replays_the_backlog_then_forwards_live_events_once(self, kind, ns, tmp_path):
+        from lumina_lab import Lab
+        from lumina_lab.ui.feed import BrokerFeed, open_feed
+
+        events = {"store": "file", "bus": kind, "bus_url": SERVERS[kind][0], "bus_namespace": ns}
+
+        def run() -> tuple[list[tuple[str, int]], list[float], str]:
+            with (
+                Lab(profile="test", home=tmp_path / "server", events=events) as served,
+                Lab(profile="test", home=tmp_path / "elsewhere", events=events) as other,
+            ):
+                served.publish(LabPinged(n=0))  # the recent past, in the served home's log
+                served.sync()
+                feed = open_feed(served, since="5m")
+                assert isinstance(feed, BrokerFeed)
+                got: list[tuple[str, int]] = []
+                lags: list[float] = []
+
+                def seen(e) -> None:
+                    got.append((e.type, e.n))
+                    lags.append(time.time() - e.ts.timestamp())
+
+                feed.bus.subscribe("brk.lab.*", seen, name="dashboard")
+                deadline = time.monotonic() + 20
+                while not got and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                for i in range(1, 4):
+                    other.publish(LabPinged(n=i))
+                    time.sleep(0.05)
+                while len(got) < 4 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                time.sleep(0.5)  # anything duplicated would have arrived by now
+                feed.bus.drain_sync()
+                text = repr(feed)
+                feed.stop()
+                return got, lags, text
+
+        got, lags, text = await asyncio.to_thread(run)
+        assert got == [("brk.lab.pinged", n) for n in range(4)]
+        assert max(lags[1:]) < 2.0  # live events come from the broker, not a flush and a poll later
+        assert text.startswith("BrokerFeed(running, published=4")
