@@ -17,7 +17,10 @@ Prints one JSON line:
   beside ``tokens_10_turns``, "10 turns' worth": 10 x the mean tokens of a turn of the question's
   conversation.  The @10 list is ``recall(question, k=10, budget_tokens=<10 turns' worth>)``: at
   most 10 turns, taken in rank order while they fit that budget (``recall@10_unbudgeted`` is the
-  plain top 10, which runs a little over: retrieval favours longer turns);
+  plain top 10, which runs a little over: retrieval favours longer turns); with the ``trim`` step
+  (``--no-trim`` switches it off) a turn that does not fit is returned cut to its sentences most
+  similar to the question (``--trim-sentences``, ``--trim-share``: see ``RecallConfig``), and
+  ``trimmed_mean`` is the mean number of such turns in the @10 list;
 * ``ingest_s``, ``ingest_ms_per_turn``, ``query_ms_mean``, ``query_ms_p95``;
 * ``bm25_recall@5/10/20`` and ``bm25_by_category`` — the plain BM25 baseline: Okapi BM25 as
   ``rank_bm25.BM25Okapi`` computes it (k1 1.5, b 0.75, idf floor 0.25 x mean idf), lowercase
@@ -41,7 +44,7 @@ categories are parsed there).
 Usage: python benchmarks/locomo_recall.py --data PATH [--embedder hashing|minilm] [--limit N]
        [--no-hybrid] [--no-expansion] [--no-topics] [--no-temporal] [--no-neighbours] [--no-sessions]
        [--no-speaker] [--no-rerank] [--no-multiquery] [--no-intent] [--no-statements] [--no-sentences]
-       [--no-contextual] [--ablations]
+       [--no-trim] [--trim-sentences N] [--trim-share X] [--no-contextual] [--ablations]
 """
 
 from __future__ import annotations
@@ -188,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--limit", type=int, default=None, help="first N conversations only")
     for step in STEPS:
         ap.add_argument(f"--no-{step}", dest=step, action="store_false", help=f"switch the {step} step off")
+    ap.add_argument("--trim-sentences", type=int, default=None, help="most sentences a trimmed turn keeps")
+    ap.add_argument(
+        "--trim-share", type=float, default=None, help="trim turns longer than this x their share of the budget (0: off)"
+    )
     ap.add_argument(
         "--no-contextual", dest="contextual", action="store_false", help="embed turns without the turn before"
     )
@@ -204,15 +211,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     convs = load(args.data)[: args.limit]
     embedder = make_embedder(args.embedder)
     config = RecallConfig(**{s: getattr(args, s) for s in STEPS})
+    if args.trim_sentences is not None:
+        config = config.with_(trim_sentences=args.trim_sentences)
+    if args.trim_share is not None:
+        config = config.with_(trim_share=args.trim_share)
     variants: dict[str, RecallConfig] = {}
     if args.ablations:
         variants["dense_only"] = RecallConfig.only()
         variants["first_pass"] = RecallConfig.only("hybrid")
-        variants |= {f"-{s}": config.without(s) for s in config.steps}
+        # trim only acts within a token budget: the plain top-20 ablations would not see it
+        variants |= {f"-{s}": config.without(s) for s in config.steps if s != "trim"}
 
     main_scores, bm25_scores, kw_scores = Scores(), Scores(), Scores()
     ablation_scores = {name: Scores() for name in variants}
-    ingest_s, query_ms, tokens_at10, budgets = 0.0, [], [], []
+    ingest_s, query_ms, tokens_at10, budgets, trimmed = 0.0, [], [], [], []
     n_turns = skipped = 0
     for ci, conv in enumerate(convs):
         texts = [turn_text(t) for t in conv["turns"]]
@@ -247,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ranked = [r.id for r in rec]
             main_scores.add(ci, q["category"], ranked, q["gold"], at10=[r.id for r in at10])
             tokens_at10.append(sum(r.tokens for r in at10))
+            trimmed.append(sum(bool(getattr(r, "trimmed", False)) for r in at10))
             budgets.append(budget10)
             s = okapi.scores(bm25_tokens(q["q"]))
             order = sorted(range(len(ids)), key=lambda j: -s[j])
@@ -275,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out |= main_scores.summary()
     out["tokens_mean"] = round(statistics.fmean(tokens_at10), 1) if tokens_at10 else 0.0
     out["tokens_10_turns"] = round(statistics.fmean(budgets), 1) if budgets else 0.0
+    out["tokens_over_budget"] = sum(t > b for t, b in zip(tokens_at10, budgets, strict=True))
+    out["trim"] = {"on": config.trim, "sentences": config.trim_sentences, "share": config.trim_share}
+    out["trimmed_mean"] = round(statistics.fmean(trimmed), 2) if trimmed else 0.0
     out["recall@10_unbudgeted"] = main_scores.at10(plain=True)
     out["ingest_s"] = round(ingest_s, 2)
     out["ingest_ms_per_turn"] = round(1000 * ingest_s / max(1, n_turns), 2)

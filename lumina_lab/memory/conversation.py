@@ -39,6 +39,7 @@ import hashlib
 import html
 import math
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -75,6 +76,7 @@ _CAPTION_KEYS = ("blip_caption", "caption", "image_caption")
 _TEXT_KEYS = ("text", "content", "message")
 _TURN_ID_KEYS = ("turn_id", "dia_id", "id")
 _RESERVED = {"speaker", "session", "ts", "turn_id", "level", "kind", "seq", "source", "chunk"}
+_SPEAKER_PREFIX = re.compile(r"^[^:\n]{1,40}:\s+")  # as retrieval.sentences drops it
 
 
 # ---------------------------------------------------------------------- results
@@ -90,6 +92,9 @@ class Recalled:
         provenance: ``session``, ``speaker``, ``ts`` (epoch seconds), ``turn_id``, ``kind`` and
             ``via`` (the recall steps that surfaced or raised it), plus ``parts`` (each step's share).
         metadata: the item's stored metadata.
+        trimmed: whether ``text`` is the item's text cut to its sentences most relevant to the
+            query (the ``trim`` step of a recall within a token budget); its id, metadata and
+            provenance are those of the whole item.
     """
 
     id: str
@@ -98,6 +103,7 @@ class Recalled:
     level: str
     provenance: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    trimmed: bool = False
 
     @property
     def tokens(self) -> int:
@@ -105,7 +111,8 @@ class Recalled:
 
     def __repr__(self) -> str:
         text = self.text if len(self.text) <= 50 else self.text[:47] + "..."
-        return f"Recalled({self.id!r}, score={self.score:.3f}, {self.level}, {text!r})"
+        cut = ", trimmed" if self.trimmed else ""
+        return f"Recalled({self.id!r}, score={self.score:.3f}, {self.level}{cut}, {text!r})"
 
 
 @dataclass
@@ -118,6 +125,7 @@ class Recall(Sequence[Recalled]):
     ms: float
     steps: list[str]
     budget_tokens: int | None = None
+    _query_vector: Any = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, i):  # type: ignore[override]
         return self.items[i]
@@ -803,6 +811,10 @@ class ConversationMemory:
             k: most items returned.
             budget_tokens: if given, items are kept in rank order while their texts fit this many
                 tokens together (an item that does not fit is skipped, smaller ones may still fit).
+                With the config's ``trim`` step, an item that does not fit whole (or, with
+                ``trim_share``, is longer than its share of the tokens left) is returned cut to
+                its ``trim_sentences`` sentences most similar to the query, if they fit
+                (``Recalled.trimmed``); so more of the ``k`` best items fit the budget.
             level: only ``"working"``, ``"episodic"`` or ``"semantic"`` items (``None``: all).
             where: a metadata filter (``F.speaker == "Ann"`` or a dict), as in ``Collection.search``.
             since, until: only items said in this time range (datetimes, epoch seconds or dates).
@@ -843,21 +855,37 @@ class ConversationMemory:
                 and (session is None or rows[i].session == str(session))
                 and (speaker is None or rows[i].speaker == speaker)
             }
+        trim = cfg.trim and (budget is not None or _context)
         with self._lock:
-            scored = self.retriever.search(query, k if budget is None else max(k, 4 * k), cfg, allowed=allowed, now=ref)
+            qv = self._embed_query(query) if trim and self.retriever.dense is not None else None
+            scored = self.retriever.search(
+                query, k if budget is None else max(k, 4 * k), cfg, allowed=allowed, now=ref, query_vector=qv
+            )
         working = set(self.working())
         items: list[Recalled] = []
         used = 0
         for s in scored:
             if len(items) >= k:
                 break
+            text, cut = s.text, False
             if budget is not None:
-                t = estimate_tokens(s.text)
-                if used + t > budget:
+                t = estimate_tokens(text)
+                left = budget - used
+                if trim:
+                    share = int(cfg.trim_share * left / (k - len(items)))
+                    short = None
+                    if cfg.trim_share > 0 and t > share:
+                        short = self._trim(s.id, text, query, qv, share, cfg.trim_sentences)
+                    if short is None and t > left:
+                        short = self._trim(s.id, text, query, qv, left, cfg.trim_sentences)
+                    if short is not None:
+                        text, cut, t = short, True, estimate_tokens(short)
+                if t > left:
                     continue
                 used += t
-            items.append(self._recalled(s, working))
+            items.append(self._recalled(s, working, text, cut))
         out = Recall(items, query, k, (time.perf_counter() - t0) * 1000, cfg.steps, budget)
+        out._query_vector = qv
         if not _context:
             emit(
                 self.bus,
@@ -874,7 +902,33 @@ class ConversationMemory:
             )
         return out
 
-    def _recalled(self, s: Scored, working: set[str]) -> Recalled:
+    def _trim(
+        self, item_id: str, text: str, query: str, qv: np.ndarray | None, max_tokens: int, max_sentences: int
+    ) -> str | None:
+        """``text`` cut to its (at most ``max_sentences``) sentences most relevant to ``query``, in text
+        order after its speaker prefix, within ``max_tokens``; ``None`` when its best sentence does not
+        fit or nothing would be cut."""
+        full = estimate_tokens(text)
+        if max_tokens < 1 or full <= 1:
+            return None
+        scored = self.retriever.sentence_relevance(item_id, text, query, qv)
+        if len(scored) < 2:
+            return None
+        m = _SPEAKER_PREFIX.match(text)
+        prefix = m.group(0) if m else ""
+        keep: list[int] = []
+        for j in sorted(range(len(scored)), key=lambda j: (-scored[j][1], j)):
+            if len(keep) >= max_sentences:
+                break
+            trial = sorted([*keep, j])
+            if estimate_tokens(prefix + " ".join(scored[x][0] for x in trial)) <= max_tokens:
+                keep = trial
+            elif not keep:
+                return None  # the most relevant sentence alone does not fit
+        short = prefix + " ".join(scored[x][0] for x in keep)
+        return short if estimate_tokens(short) < full else None
+
+    def _recalled(self, s: Scored, working: set[str], text: str | None = None, trimmed: bool = False) -> Recalled:
         m = s.metadata
         prov = {
             "session": m.get("session"),
@@ -887,7 +941,9 @@ class ConversationMemory:
         }
         if self._topics is not None:
             prov["topic"] = self._topics.topic_of(s.id)
-        return Recalled(s.id, s.text, s.score, self._level_of(s.id, working), prov, dict(m))
+        return Recalled(
+            s.id, s.text if text is None else text, s.score, self._level_of(s.id, working), prov, dict(m), trimmed
+        )
 
     def context(
         self,
@@ -902,7 +958,9 @@ class ConversationMemory:
 
         Items are recalled (``k`` of them, ``recall_options`` as in :meth:`recall`), taken best first
         while they fit, then laid out grouped by session in time order, each session under a
-        ``## Session <id> (<date>)`` line (facts and summaries under ``## Known facts``).  With
+        ``## Session <id> (<date>)`` line (facts and summaries under ``## Known facts``).  With the
+        recall config's ``trim`` step, an item that does not fit whole is taken cut to its
+        ``trim_sentences`` sentences most similar to the query when those fit.  With
         ``compress`` (and the :mod:`~lumina_lab.memory.compression` module), the best item that
         does not fit whole is compressed to the tokens left.  Tokens are counted with
         :func:`~lumina_lab.memory.chunking.estimate_tokens` over the whole block, headers included.
@@ -914,14 +972,22 @@ class ConversationMemory:
         t0 = time.perf_counter()
         budget = int(_check_positive("budget_tokens", budget_tokens))  # type: ignore[arg-type]
         rec = self.recall(query, k, _context=True, **recall_options)
+        cfg = recall_options.get("config") or self.config
         chosen: list[tuple[Recalled, str]] = []
         skipped: list[Recalled] = []
         for r in rec:
             trial = self._layout([*chosen, (r, r.text)])
             if estimate_tokens(trial) <= budget:
                 chosen.append((r, r.text))
-            else:
-                skipped.append(r)
+                continue
+            if cfg.trim:
+                # the tokens left, less a session header and a line break the item may bring
+                room = budget - estimate_tokens(self._layout(chosen)) - 12
+                short = self._trim(r.id, r.text, query, rec._query_vector, room, cfg.trim_sentences)
+                if short is not None and estimate_tokens(self._layout([*chosen, (r, short)])) <= budget:
+                    chosen.append((r, short))
+                    continue
+            skipped.append(r)
         if compress and skipped:
             chosen = self._compress_into(query, chosen, skipped[0], budget)
         block = self._layout(chosen)

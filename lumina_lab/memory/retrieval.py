@@ -37,6 +37,16 @@ ablation per step):
 7. ``rerank`` — answer-type matching: a *when* question favours items holding a date, *how
    many* a number, *where* a place, *who* a name: score * ``1 + rerank_weight``.
 
+After ranking, with a token budget (``ConversationMemory.recall(..., budget_tokens=...)`` and
+``ConversationMemory.context``):
+
+* ``trim`` — extractive compression of what is returned: a ranked turn that does not fit the
+  tokens left (or, with ``trim_share > 0``, that is longer than ``trim_share`` x its fair share,
+  the tokens left over the slots left) comes back cut to its (at most ``trim_sentences``)
+  sentences most similar to the query (:meth:`Retriever.sentence_relevance`), in their order,
+  speaker prefix kept, marked ``trimmed``; so more of the ``k`` best items fit the budget
+  instead of a long one being skipped.  Off: items are kept whole or skipped.
+
 Around these, per query:
 
 * ``intent`` — a question that asks for a list gathered over time (:func:`asks_for_many`:
@@ -107,6 +117,7 @@ STEPS: tuple[str, ...] = (
     "intent",
     "statements",
     "sentences",
+    "trim",
 )
 """The switchable steps of the recall pipeline (the module docs say where each one runs)."""
 
@@ -442,6 +453,9 @@ class RecallConfig:
     question_weight: float = 0.1
     sentences: bool = True
     sentence_weight: float = 0.5
+    trim: bool = True
+    trim_sentences: int = 2
+    trim_share: float = 1.25
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -449,7 +463,7 @@ class RecallConfig:
             if f.name in STEPS:
                 if not isinstance(v, bool):
                     raise ValidationError(f"RecallConfig.{f.name}={v!r} must be True or False", input=v)
-            elif f.name in ("depth", "prf_docs", "prf_terms", "session_top"):
+            elif f.name in ("depth", "prf_docs", "prf_terms", "session_top", "trim_sentences"):
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     raise ValidationError(f"RecallConfig.{f.name}={v!r} must be a positive integer", input=v)
             elif isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
@@ -677,6 +691,24 @@ class Retriever:
         best = np.full(len(ids), -np.inf, dtype=np.float32)
         np.maximum.at(best, owner, sims)
         return dict(zip(ids, best.tolist(), strict=True))
+
+    def sentence_relevance(
+        self, item_id: str, text: str, query: str, query_vector: np.ndarray | None = None
+    ) -> list[tuple[str, float]]:
+        """The :func:`sentences` of ``text`` (the item ``item_id``'s text or a part of it), each with
+        its relevance to the query, in text order: the cosine between ``query_vector`` and the
+        sentence's stored vector when the item has sentence vectors that match ``text``, else the
+        idf-weighted share of the query's terms that the sentence holds (what the ``trim`` step keeps).
+        """
+        parts = sentences(text)
+        mat = self._sentences.get(item_id)
+        if query_vector is not None and mat is not None and len(mat) == len(parts):
+            q = np.asarray(query_vector, dtype=np.float32)
+            sims = mat @ (q / (np.linalg.norm(q) or 1.0))
+            return list(zip(parts, sims.tolist(), strict=True))
+        qt = set(terms(query))
+        total = sum(self.idf(t) for t in qt) or 1.0
+        return [(p, sum(self.idf(t) for t in qt & set(terms(p))) / total) for p in parts]
 
     def remove(self, ids: Iterable[str]) -> int:
         """Forget items; returns how many were indexed."""

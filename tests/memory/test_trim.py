@@ -1,0 +1,114 @@
+"""The ``trim`` step: within a token budget, a long relevant turn comes back cut to its relevant sentences."""
+
+from __future__ import annotations
+
+import pytest
+
+from lumina_lab.memory.chunking import estimate_tokens
+from lumina_lab.memory.collection import VectorMemory
+from lumina_lab.memory.conversation import ConversationMemory
+from lumina_lab.memory.embeddings import HashingEmbedder
+from lumina_lab.memory.retrieval import STEPS, RecallConfig
+
+FILLER = "We talked about the weather and the traffic on the way home for a long while. "
+LONG = (
+    "Ann: " + FILLER * 3 + "My sister Lucy adopted a beagle puppy called Rex in Lisbon last spring. " + FILLER * 3
+).strip()
+OTHERS = [
+    ("Bob", "Nice, how was the drive back?"),
+    ("Ann", "It was fine, a bit slow."),
+    ("Bob", "Did you watch the match on Sunday?"),
+]
+
+
+def make(config: RecallConfig | None = None) -> ConversationMemory:
+    mem = ConversationMemory(VectorMemory(backend="memory", embedder=HashingEmbedder(dim=256)), config=config)
+    mem.remember_many(
+        [{"speaker": "Ann", "text": LONG.removeprefix("Ann: "), "turn_id": "t0"}]
+        + [{"speaker": s, "text": t, "turn_id": f"t{n}"} for n, (s, t) in enumerate(OTHERS, 1)],
+        session="s1",
+        ts="2023-05-08",
+    )
+    return mem
+
+
+QUESTION = "What puppy did Lucy adopt in Lisbon?"
+
+
+def test_trim_is_a_step_on_by_default():
+    assert "trim" in STEPS and RecallConfig().trim and "trim" in RecallConfig().steps
+    assert not RecallConfig().without("trim").trim
+
+
+def test_long_relevant_turn_comes_back_trimmed_to_its_relevant_sentence_within_budget():
+    mem = make()
+    budget = 30  # room for the relevant sentence, not for a second one
+    assert estimate_tokens(LONG) > budget
+    rec = mem.recall(QUESTION, k=3, budget_tokens=budget)
+    assert rec.tokens <= budget
+    top = next(r for r in rec if r.id == "t0")
+    assert top.trimmed
+    assert top.text == "Ann: My sister Lucy adopted a beagle puppy called Rex in Lisbon last spring."
+    assert top.tokens < estimate_tokens(LONG)
+    # provenance and metadata are those of the whole turn
+    assert top.provenance["turn_id"] == "t0" and top.provenance["speaker"] == "Ann"
+    assert top.metadata["session"] == "s1"
+    assert not any(r.trimmed for r in rec if r.id != "t0")  # short turns that fit stay whole
+
+
+def test_switched_off_the_old_packing_skips_the_long_turn():
+    mem = make(RecallConfig().without("trim"))
+    rec = mem.recall(QUESTION, k=3, budget_tokens=40)
+    assert "t0" not in rec.ids and rec.tokens <= 40
+    assert not any(r.trimmed for r in rec)
+    # per call as well
+    rec2 = make().recall(QUESTION, k=3, budget_tokens=40, config=RecallConfig().without("trim"))
+    assert rec2.ids == rec.ids and [r.text for r in rec2] == [r.text for r in rec]
+
+
+def test_whole_turns_that_fit_are_not_trimmed_and_unbudgeted_recall_is_unchanged():
+    mem = make()
+    rec = mem.recall(QUESTION, k=4, budget_tokens=10_000)
+    assert not any(r.trimmed for r in rec) and LONG in [r.text for r in rec]
+    plain = mem.recall(QUESTION, k=4)
+    assert not any(r.trimmed for r in plain) and LONG in [r.text for r in plain]
+
+
+def test_trim_sentences_bounds_the_sentences_kept():
+    cfg = RecallConfig().with_(trim_sentences=2)
+    rec = make(cfg).recall(QUESTION, k=1, budget_tokens=60)
+    assert rec[0].id == "t0" and rec[0].trimmed and rec[0].tokens <= 60
+    assert "Lucy adopted a beagle" in rec[0].text and rec[0].text.startswith("Ann: ")
+    assert rec[0].text.count(".") == 2  # two sentences, in text order
+
+
+def test_trim_share_trims_long_turns_to_their_share_so_more_items_fit():
+    cfg = RecallConfig().with_(trim_share=1.0, trim_sentences=1)
+    rec = make(cfg).recall(QUESTION, k=4, budget_tokens=100)
+    assert rec.tokens <= 100 and len(rec) == 4
+    t0 = next(r for r in rec if r.id == "t0")
+    assert t0.trimmed and "Lucy" in t0.text
+
+
+@pytest.mark.parametrize("budget", [1, 5, 12, 25, 40, 80])
+def test_trimmed_recall_and_context_stay_within_budget(budget):
+    mem = make()
+    assert mem.recall(QUESTION, k=4, budget_tokens=budget).tokens <= budget
+    block = mem.context(QUESTION, budget_tokens=budget)
+    assert estimate_tokens(block) <= budget
+
+
+def test_context_takes_the_trimmed_turn_and_not_without_trim():
+    mem = make()
+    block = mem.context(QUESTION, budget_tokens=40, compress=False)
+    assert "Lucy adopted a beagle puppy called Rex" in block and FILLER.strip() not in block
+    assert estimate_tokens(block) <= 40
+    off = mem.context(QUESTION, budget_tokens=40, compress=False, config=RecallConfig().without("trim"))
+    assert "Lucy" not in off
+
+
+def test_bad_trim_sentences_is_refused():
+    from lumina_lab.errors import ValidationError
+
+    with pytest.raises(ValidationError):
+        RecallConfig(trim_sentences=0)
