@@ -309,22 +309,35 @@ class InProcessBus:
         )
 
     def _add_subscription(self, sub: Subscription) -> None:
-        """Attach ``sub``; its worker starts now if the bus has a loop, else when it gets one."""
-        self._subs.append(sub)
-        self._route_cache.clear()
+        """Attach ``sub``; its worker starts now if the bus has a loop, else when it gets one.
+
+        With a loop, ``sub`` joins the routing on that loop, together with its queue: an event
+        published meanwhile (on the loop) never finds a subscriber without one.
+        """
         loop = self._loop
-        if loop is not None:
-            if _on_loop(loop):
-                self._start_worker(sub)
-            else:
-                done = threading.Event()
+        if loop is None:
+            self._subs.append(sub)
+            self._route_cache.clear()
+            return
 
-                def start() -> None:
-                    self._start_worker(sub)
-                    done.set()
+        def attach() -> None:
+            self._subs.append(sub)
+            self._route_cache.clear()
+            self._start_worker(sub)
 
-                loop.call_soon_threadsafe(start)
-                done.wait(5)
+        if _on_loop(loop):
+            attach()
+            return
+        done = threading.Event()
+
+        def start() -> None:
+            try:
+                attach()
+            finally:
+                done.set()
+
+        loop.call_soon_threadsafe(start)
+        done.wait(5)
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Detach ``sub``; events already queued for it are still handled."""

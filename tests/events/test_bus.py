@@ -1051,3 +1051,41 @@ class TestDrainTimeout:
         bus.drain_sync(timeout=10)
         assert seen == [1]
         bus.close_sync()
+
+
+def test_subscribing_from_another_thread_while_events_flow_loses_nothing_and_never_crashes():
+    """A dashboard subscribes from a server thread while the bus loop publishes: the new subscriber joins the
+    routing together with its queue, so a publish never meets a subscriber without one."""
+    bus = InProcessBus()
+    published = 2_000
+    stop = threading.Event()
+
+    async def pump() -> None:
+        for i in range(published):
+            await bus.publish(CallStarted(n=i))
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+
+    bus.subscribe("provider.*", lambda e: None, name="first")  # gives the bus its loop thread
+    bus.publish_sync(CallStarted(n=-1))
+    loop = bus._loop
+    counts: list[Recorder] = []
+
+    def subscribe_many() -> None:
+        for k in range(40):
+            rec = Recorder()
+            counts.append(rec)
+            bus.subscribe("provider.*", rec, name=f"late-{k}")
+            if stop.is_set():
+                return
+
+    t = threading.Thread(target=subscribe_many)
+    fut = asyncio.run_coroutine_threadsafe(pump(), loop)
+    t.start()
+    fut.result(30)  # an AssertionError here was the race
+    stop.set()
+    t.join(10)
+    bus.drain_sync(timeout=10)
+    assert all(r.ns == sorted(r.ns) for r in counts)  # each late subscriber sees a gap-free tail, in order
+    assert all(not r.ns or r.ns == list(range(r.ns[0], published)) for r in counts)
+    bus.close_sync()
