@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ValidationError
 from .uids import parse_uid, uid_key
 
 __all__ = ["ALLOW", "DENY", "NO_DECISION", "Decision", "Request"]
@@ -21,6 +22,19 @@ def _short(uid: str) -> str:
     except Exception:
         return uid
     return f'{t.rsplit("::", 1)[-1]}::"{i}"'
+
+
+def context_dict(context: Any) -> dict[str, Any]:
+    """A request's context as a new dict (``None`` or empty: ``{}``); anything but a mapping is named."""
+    if not context:
+        return {}
+    if not isinstance(context, Mapping):
+        raise ValidationError(
+            f"context is a {type(context).__name__}, not a mapping",
+            input=context,
+            hint='pass a dict of attributes, e.g. context={"mfa": True}',
+        )
+    return dict(context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +58,7 @@ class Request:
             uid_key(principal, what="principal"),
             uid_key(action, what="action"),
             uid_key(resource, what="resource"),
-            dict(context or {}),
+            context_dict(context),
         )
 
     def to_cedar(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PolicyDenied, ValidationError
-from .decision import ALLOW, DENY, NO_DECISION, Decision, Request
+from .decision import ALLOW, DENY, NO_DECISION, Decision, Request, context_dict
 from .entities import EntityStore
 from .events import PolicyDecided, PolicyDeniedEvent, _wants, aemit, emit
 from .policies import Policies
@@ -162,17 +162,11 @@ class PolicyEngine:
         """A :class:`Request` from any uid forms (``"read"`` means ``Action::"read"``)."""
         if isinstance(principal, Request):
             return principal
-        if context and not isinstance(context, Mapping):
-            raise ValidationError(
-                f"context is a {type(context).__name__}, not a mapping",
-                input=context,
-                hint='pass a dict of attributes, e.g. context={"mfa": True}',
-            )
         return Request(
             self._uid(principal, "principal"),
             self._uid(action, "action"),
             self._uid(resource, "resource"),
-            dict(context) if context else {},
+            context_dict(context),
         )
 
     # ------------------------------------------------------------------ evaluation
