@@ -105,9 +105,12 @@ class FileEventStore(BufferedEventStore):
         if not plan:
             return [], new_marks
 
+        first = [(plan, new_marks)]
+
         def run(con: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
-            # planned inside the query retry: a file merged away after listing makes it list again
-            plan, new_marks = read_rows_after(list_segments(self.root / "log"), marks)
+            # the first attempt reads the plan just made; a retry (a file merged away after that
+            # listing) lists again
+            plan, new_marks = first.pop() if first else read_rows_after(list_segments(self.root / "log"), marks)
             if not plan:
                 return [], new_marks
             query, params = self._tail_query(plan, type, since)
