@@ -13,6 +13,7 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 from ..clock import WALL, Clock
@@ -107,7 +108,7 @@ class SimulatedProvider(BaseProvider):
             ("break_rate", break_rate),
             ("quality", quality),
         ):
-            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            if isinstance(rate, bool) or not isinstance(rate, Real) or not 0 <= rate <= 1:
                 raise ValidationError(
                     f"{name}={rate!r} must be a share in [0, 1]", input=rate, hint=f"e.g. {name}=0.02"
                 )
@@ -118,7 +119,7 @@ class SimulatedProvider(BaseProvider):
                 hint="the two are shares of the same calls: together at most 1",
             )
         for name, value in (("ttft_s", ttft_s), ("tokens_per_s", tokens_per_s), ("hang_s", hang_s)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
                 raise ValidationError(f"{name}={value!r} must be a number >= 0", input=value)
         self.ttft_s = ttft_s
         self.ttft_sigma = ttft_sigma

@@ -184,3 +184,12 @@ def test_a_simulated_provider_names_a_bad_profile_value(options: dict, message: 
 
     with pytest.raises(ValidationError, match=message):
         SimulatedProvider("m", **options)
+
+
+def test_a_simulated_provider_takes_numpy_numbers() -> None:
+    import numpy as np
+
+    from lumina_lab.providers import SimulatedProvider
+
+    p = SimulatedProvider("m", error_rate=np.float32(0.25), ttft_s=np.int64(1))
+    assert p.error_rate == pytest.approx(0.25) and p.ttft_s == 1
