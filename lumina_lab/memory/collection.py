@@ -141,7 +141,7 @@ class VectorMemory:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        names = ", ".join(c.name for c in self.store.collections())
+        names = ", ".join(self.collections())
         return f"VectorMemory({self.store.name}, embedder={type(self.embedder).__name__}[{self.embedder.dim}], collections: {names or 'none'})"
 
     def collection(self, name: str) -> Collection:
@@ -156,14 +156,27 @@ class VectorMemory:
 
     __getitem__ = collection
 
-    def collections(self) -> list[str]:
-        return [c.name for c in self.store.collections()]
+    def collections(self, *, internal: bool = False) -> list[str]:
+        """The collections' names; with ``internal``, also the ``<name>__sentences`` collections in
+        which a :class:`~lumina_lab.memory.conversation.ConversationMemory` keeps its sentence vectors."""
+        names = [c.name for c in self.store.collections()]
+        if internal:
+            return names
+        from .sentence_vectors import SUFFIX
+
+        have = set(names)
+        return [n for n in names if not (n.endswith(SUFFIX) and n[: -len(SUFFIX)] in have)]
 
     def drop(self, name: str) -> None:
-        """Delete a collection and everything in it."""
+        """Delete a collection and everything in it (with its sentence vectors, if it has any)."""
+        from .sentence_vectors import sentence_collection
+
+        sibling = sentence_collection(name)
         self.store.drop_collection(name)
         self.cache.invalidate(name)
         self._collections.pop(name, None)
+        if sibling is not None and sibling in self.collections(internal=True):
+            self.store.drop_collection(sibling)
 
     def search(self, query: str, *, collection: str = "default", **kwargs: Any) -> SearchResults:
         """Search one collection (see :meth:`Collection.search`)."""

@@ -58,6 +58,7 @@ from .entities import extract_entities, to_datetime
 from .filters import parse_filter
 from .graph import SemanticGraph
 from .retrieval import RecallConfig, Retriever, Scored
+from .sentence_vectors import SentenceVectors, sentence_collection
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -315,6 +316,7 @@ class ConversationMemory:
         )
         self._last_text: dict[str, str] = {}  # session -> text of its latest turn (contextual embedding)
         self._graph_file = self._graph_location(graph_path)
+        self._kept_sentences = self._sentence_keeper()
         if self.collection.count():
             self._reopen()
 
@@ -331,6 +333,15 @@ class ConversationMemory:
         if not callable(getattr(topics, "update", None)) or not callable(getattr(topics, "topic_of", None)):
             raise ValidationError("topics must be True, False or a TopicModel", input=type(topics).__name__)
         return topics
+
+    def _sentence_keeper(self) -> SentenceVectors | None:
+        """Where sentence vectors are kept across sessions: a sibling collection of a persistent store
+        (none for the in-memory store, or when the memory's name leaves no room for the suffix)."""
+        if not self.sentence_vectors or self.memory.store.name == "memory" or sentence_collection(self.name) is None:
+            return None
+        embedder = self.memory.embedder
+        identity = str(getattr(embedder, "identity", type(embedder).__name__))
+        return SentenceVectors(self.memory.store, self.name, embedder.dim, identity)
 
     def _graph_location(self, graph_path: Any) -> Path | None:
         if graph_path is False:
@@ -350,7 +361,7 @@ class ConversationMemory:
         records = [r for batch in _scan(self.collection.store, self.name) for r in batch]
         records.sort(key=lambda r: (r.metadata.get("seq", 0), r.id))
         self.retriever.add([r.id for r in records], [r.text for r in records], [r.metadata for r in records])
-        self._embed_sentences([r.id for r in records], [r.text for r in records])
+        self._embed_sentences([r.id for r in records], [r.text for r in records], stored=True)
         for r in records:
             s = r.metadata.get("session")
             if s is not None:
@@ -665,24 +676,34 @@ class ConversationMemory:
             own[rows] = own[rows] / np.where(norms > 0, norms, 1.0)
         return own
 
-    def _embed_sentences(self, ids: list[str], texts: list[str]) -> None:
-        """Embed the sentences of each item (one batch) for the retriever's ``sentences`` step."""
+    def _embed_sentences(self, ids: list[str], texts: list[str], *, stored: bool = False) -> None:
+        """Embed the sentences of each item (one batch) for the retriever's ``sentences`` step, and keep
+        them in the store; with ``stored``, first take what the store kept for the same texts."""
         if not self.sentence_vectors or not ids:
             return
         from .embeddings import embed_batched
         from .retrieval import sentences
 
-        per_item = [sentences(t) for t in texts]
-        flat = [x for parts in per_item for x in parts]
-        if not flat:
-            return
-        mat = np.asarray(embed_batched(self.memory.embedder, flat), dtype=np.float32)
-        out, at = {}, 0
-        for item_id, parts in zip(ids, per_item, strict=True):
-            if parts:
-                out[item_id] = mat[at : at + len(parts)]
-                at += len(parts)
-        self.retriever.add_sentence_vectors(out)
+        kept = self._kept_sentences
+        per_item = {i: sentences(t) for i, t in zip(ids, texts, strict=True)}
+        found: dict[str, np.ndarray] = {}
+        if stored and kept is not None:
+            found, _ = kept.load(dict(zip(ids, texts, strict=True)))
+            # vectors split another way (an older sentence splitter) are made again
+            found = {i: m for i, m in found.items() if len(m) == len(per_item[i])}
+        todo = [i for i in ids if i not in found and per_item[i]]
+        out: dict[str, np.ndarray] = {}
+        if todo:
+            flat = [x for i in todo for x in per_item[i]]
+            mat = np.asarray(embed_batched(self.memory.embedder, flat), dtype=np.float32)
+            at = 0
+            for item_id in todo:
+                n = len(per_item[item_id])
+                out[item_id] = mat[at : at + n]
+                at += n
+            if kept is not None:
+                kept.save(dict(zip(ids, texts, strict=True)), out)
+        self.retriever.add_sentence_vectors(found | out)
 
     def _graph_item(self, item_id: str, text: str, meta: Mapping[str, Any]) -> Any:
         return self.graph.add_item(
@@ -738,6 +759,8 @@ class ConversationMemory:
         ids = [ids] if isinstance(ids, str) else list(ids)
         with self._lock:
             n = self.collection.delete(ids)
+            if self._kept_sentences is not None:
+                self._kept_sentences.delete(ids)
             self.retriever.remove(ids)
             for i in ids:
                 self.graph.remove(f"item:{i}")

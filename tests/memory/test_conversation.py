@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import lumina_lab.memory.conversation as conversation_module
@@ -317,6 +318,72 @@ def test_a_persistent_memory_reopens_with_its_indexes_and_graph(tmp_path):
     third = open_mem()
     assert [n.id for n in third.graph.about("Sweden")] == ["item:D1:3", "item:D2:4"]
     third.memory.close()
+
+
+class _CountingEmbedder(HashingEmbedder):
+    """The hashing embedder, counting the texts it embeds."""
+
+    texts = 0
+
+    def embed(self, texts):
+        type(self).texts += len(texts)
+        return super().embed(texts)
+
+
+def test_a_reopened_memory_reads_its_sentence_vectors_from_the_store(tmp_path):
+    from lumina_lab.memory.stores.duckdb import DuckDBVectorStore
+
+    def open_mem() -> ConversationMemory:
+        store = DuckDBVectorStore(tmp_path / "v.duckdb", lease_s=0.05)
+        return ConversationMemory(VectorMemory(store, embedder=_CountingEmbedder(dim=64)), name="chat", graph_path=False)
+
+    first = open_mem()
+    first.remember_many(SESSION_1, session="1", ts=MAY)
+    kept = {i: m.copy() for i, m in first.retriever._sentences.items()}
+    before = first.recall("Which country is Caroline moving to?", k=5)
+    assert "chat__sentences" in first.memory.collections(internal=True)
+    assert first.memory.collections() == ["chat"]  # kept out of the listing: it belongs to "chat"
+    first.memory.close()
+
+    _CountingEmbedder.texts = 0
+    again = open_mem()
+    assert _CountingEmbedder.texts == 0  # nothing embedded again: items and sentences come from the store
+    assert set(again.retriever._sentences) == set(kept)
+    for i, m in kept.items():
+        assert again.retriever._sentences[i] == pytest.approx(m, abs=1e-6)
+    after = again.recall("Which country is Caroline moving to?", k=5)
+    assert after.ids == before.ids and [r.score for r in after] == pytest.approx([r.score for r in before])
+
+    # a turn written again with new text gets new sentence vectors; a forgotten one loses its own
+    again.remember_many(
+        [{"speaker": "Caroline", "text": "I changed my mind. Norway it is!", "dia_id": "D1:3"}], session="1", ts=MAY
+    )
+    again.forget("D1:5")
+    again.memory.close()
+    _CountingEmbedder.texts = 0
+    third = open_mem()
+    assert _CountingEmbedder.texts == 0
+    assert len(third.retriever._sentences["D1:3"]) == 2 and "D1:5" not in third.retriever._sentences
+    rows = third.memory.store.scan("chat__sentences")
+    items = {r.metadata["item"] for batch in rows for r in batch}
+    assert items == set(kept) - {"D1:5"}
+    third.memory.drop("chat")  # its sentence vectors go with it
+    assert third.memory.collections(internal=True) == []
+    third.memory.close()
+
+
+def test_sentence_vectors_of_another_text_or_embedder_are_not_used(tmp_path):
+    from lumina_lab.memory.sentence_vectors import SentenceVectors
+    from lumina_lab.memory.stores.duckdb import DuckDBVectorStore
+
+    store = DuckDBVectorStore(tmp_path / "v.duckdb")
+    kept = SentenceVectors(store, "chat", 2, "model-a")
+    kept.save({"a": "One. Two.", "b": "Three."}, {"a": np.eye(2, dtype=np.float32), "b": np.ones((1, 2), np.float32)})
+    found, missing = kept.load({"a": "One. Two.", "b": "Three, changed."})
+    assert list(found) == ["a"] and missing == ["b"] and found["a"].shape == (2, 2)
+    assert SentenceVectors(store, "chat", 2, "model-b").load({"a": "One. Two."}) == ({}, ["a"])
+    assert kept.delete(["a"]) == 2 and kept.load({"a": "One. Two."}) == ({}, ["a"])
+    store.close()
 
 
 # ---------------------------------------------------------------------- bad input

@@ -14,6 +14,7 @@ MODULES = [
     "lumina_lab.memory.collection",
     "lumina_lab.memory.sharding",
     "lumina_lab.memory.pipeline",
+    "lumina_lab.memory.sentence_vectors",
     "lumina_lab.memory.stores",
     "lumina_lab.memory.stores.memory",
 ]
