@@ -21,6 +21,10 @@ Prints one JSON line:
   (``--no-trim`` switches it off) a turn that does not fit is returned cut to its sentences most
   similar to the question (``--trim-sentences``, ``--trim-share``: see ``RecallConfig``), and
   ``trimmed_mean`` is the mean number of such turns in the @10 list;
+* ``answer_kept@10`` — recall counts turn ids, and a trimmed turn may have lost the answer: over the
+  ``answer_questions`` (not adversarial) whose answer is written out (lowercased, punctuation
+  dropped, 3+ characters) in one of their evidence turns, the share whose answer is in the text the
+  @10 list returns; ``answer_in_turns@10`` the same over the returned turns' whole texts;
 * ``ingest_s``, ``ingest_ms_per_turn``, ``query_ms_mean``, ``query_ms_p95``;
 * ``bm25_recall@5/10/20`` and ``bm25_by_category`` — the plain BM25 baseline: Okapi BM25 as
   ``rank_bm25.BM25Okapi`` computes it (k1 1.5, b 0.75, idf floor 0.25 x mean idf), lowercase
@@ -44,7 +48,7 @@ categories are parsed there).
 Usage: python benchmarks/locomo_recall.py --data PATH [--embedder hashing|minilm] [--limit N]
        [--no-hybrid] [--no-expansion] [--no-topics] [--no-temporal] [--no-neighbours] [--no-sessions]
        [--no-speaker] [--no-rerank] [--no-multiquery] [--no-intent] [--no-statements] [--no-sentences]
-       [--no-trim] [--trim-sentences N] [--trim-share X] [--no-contextual] [--ablations]
+       [--no-trim] [--trim-sentences N] [--trim-share X] [--trim-lexical X] [--no-contextual] [--ablations]
 """
 
 from __future__ import annotations
@@ -83,11 +87,18 @@ def load(path: Path) -> list[dict[str, Any]]:
         {
             "id": c.id,
             "turns": [t.as_item() for t in c.turns],
-            "questions": [{"q": q.question, "gold": q.evidence, "category": q.category} for q in c.questions],
+            "questions": [
+                {"q": q.question, "gold": q.evidence, "category": q.category, "answer": q.answer} for q in c.questions
+            ],
             "skipped": c.skipped,
         }
         for c in convs
     ]
+
+
+def _norm(text: Any) -> str:
+    """Lowercase words joined by single spaces (what answer containment compares)."""
+    return " ".join(re.sub(r"[^\w\s]", " ", str(text).lower()).split())
 
 
 def turn_text(t: dict[str, Any]) -> str:
@@ -196,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--trim-share", type=float, default=None, help="trim turns longer than this x their share of the budget (0: off)"
     )
     ap.add_argument(
+        "--trim-lexical", type=float, default=None, help="weight of query-term overlap in a trimmed sentence's relevance"
+    )
+    ap.add_argument(
         "--no-contextual", dest="contextual", action="store_false", help="embed turns without the turn before"
     )
     ap.add_argument("--ablations", action="store_true", help="also run each step off, first pass only and dense only")
@@ -215,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         config = config.with_(trim_sentences=args.trim_sentences)
     if args.trim_share is not None:
         config = config.with_(trim_share=args.trim_share)
+    if args.trim_lexical is not None:
+        config = config.with_(trim_lexical=args.trim_lexical)
     variants: dict[str, RecallConfig] = {}
     if args.ablations:
         variants["dense_only"] = RecallConfig.only()
@@ -225,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     main_scores, bm25_scores, kw_scores = Scores(), Scores(), Scores()
     ablation_scores = {name: Scores() for name in variants}
     ingest_s, query_ms, tokens_at10, budgets, trimmed = 0.0, [], [], [], []
+    answers: list[tuple[int, bool, bool]] = []  # (conversation, answer in what @10 returned, in those turns whole)
     n_turns = skipped = 0
     for ci, conv in enumerate(convs):
         texts = [turn_text(t) for t in conv["turns"]]
@@ -246,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             mem.remember_many(conv["turns"])
         ingest_s += time.perf_counter() - t0
         ids = [t["dia_id"] for t in conv["turns"]]
+        whole = dict(zip(ids, texts, strict=True))
         okapi = OkapiBM25([bm25_tokens(t) for t in texts])
         kw = KeywordIndex()
         if ids:
@@ -259,6 +277,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ranked = [r.id for r in rec]
             main_scores.add(ci, q["category"], ranked, q["gold"], at10=[r.id for r in at10])
             tokens_at10.append(sum(r.tokens for r in at10))
+            answer = _norm(q["answer"])
+            if q["category"] != 5 and len(answer) >= 3 and any(answer in _norm(whole.get(g, "")) for g in q["gold"]):
+                answers.append(
+                    (
+                        ci,
+                        answer in _norm(" ".join(r.text for r in at10)),
+                        answer in _norm(" ".join(whole.get(r.id, "") for r in at10)),
+                    )
+                )
             trimmed.append(sum(bool(getattr(r, "trimmed", False)) for r in at10))
             budgets.append(budget10)
             s = okapi.scores(bm25_tokens(q["q"]))
@@ -289,9 +316,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out["tokens_mean"] = round(statistics.fmean(tokens_at10), 1) if tokens_at10 else 0.0
     out["tokens_10_turns"] = round(statistics.fmean(budgets), 1) if budgets else 0.0
     out["tokens_over_budget"] = sum(t > b for t, b in zip(tokens_at10, budgets, strict=True))
-    out["trim"] = {"on": config.trim, "sentences": config.trim_sentences, "share": config.trim_share}
+    out["trim"] = {
+        "on": config.trim,
+        "sentences": config.trim_sentences,
+        "share": config.trim_share,
+        "lexical": config.trim_lexical,
+    }
     out["trimmed_mean"] = round(statistics.fmean(trimmed), 2) if trimmed else 0.0
     out["recall@10_unbudgeted"] = main_scores.at10(plain=True)
+    out["answer_questions"] = len(answers)
+    out["answer_kept@10"] = _mean([float(a[1]) for a in answers])
+    out["answer_in_turns@10"] = _mean([float(a[2]) for a in answers])
     out["ingest_s"] = round(ingest_s, 2)
     out["ingest_ms_per_turn"] = round(1000 * ingest_s / max(1, n_turns), 2)
     out["query_ms_mean"] = round(statistics.fmean(query_ms), 2) if query_ms else 0.0

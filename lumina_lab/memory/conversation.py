@@ -898,9 +898,9 @@ class ConversationMemory:
                     share = int(cfg.trim_share * left / (k - len(items)))
                     short = None
                     if cfg.trim_share > 0 and t > share:
-                        short = self._trim(s.id, text, query, qv, share, cfg.trim_sentences)
+                        short = self._trim(s.id, text, query, qv, share, cfg.trim_sentences, cfg.trim_lexical)
                     if short is None and t > left:
-                        short = self._trim(s.id, text, query, qv, left, cfg.trim_sentences)
+                        short = self._trim(s.id, text, query, qv, left, cfg.trim_sentences, cfg.trim_lexical)
                     if short is not None:
                         text, cut, t = short, True, estimate_tokens(short)
                 if t > left:
@@ -926,7 +926,14 @@ class ConversationMemory:
         return out
 
     def _trim(
-        self, item_id: str, text: str, query: str, qv: np.ndarray | None, max_tokens: int, max_sentences: int
+        self,
+        item_id: str,
+        text: str,
+        query: str,
+        qv: np.ndarray | None,
+        max_tokens: int,
+        max_sentences: int,
+        lexical: float = 1.0,
     ) -> str | None:
         """``text`` cut to its (at most ``max_sentences``) sentences most relevant to ``query``, in text
         order after its speaker prefix, within ``max_tokens``; ``None`` when its best sentence does not
@@ -934,7 +941,7 @@ class ConversationMemory:
         full = estimate_tokens(text)
         if max_tokens < 1 or full <= 1:
             return None
-        scored = self.retriever.sentence_relevance(item_id, text, query, qv)
+        scored = self.retriever.sentence_relevance(item_id, text, query, qv, lexical)
         if len(scored) < 2:
             return None
         m = _SPEAKER_PREFIX.match(text)
@@ -1006,7 +1013,7 @@ class ConversationMemory:
             if cfg.trim:
                 # the tokens left, less a session header and a line break the item may bring
                 room = budget - estimate_tokens(self._layout(chosen)) - 12
-                short = self._trim(r.id, r.text, query, rec._query_vector, room, cfg.trim_sentences)
+                short = self._trim(r.id, r.text, query, rec._query_vector, room, cfg.trim_sentences, cfg.trim_lexical)
                 if short is not None and estimate_tokens(self._layout([*chosen, (r, short)])) <= budget:
                     chosen.append((r, short))
                     continue

@@ -43,7 +43,8 @@ After ranking, with a token budget (``ConversationMemory.recall(..., budget_toke
 * ``trim`` — extractive compression of what is returned: a ranked turn that does not fit the
   tokens left (or, with ``trim_share > 0``, that is longer than ``trim_share`` x its fair share,
   the tokens left over the slots left) comes back cut to its (at most ``trim_sentences``)
-  sentences most similar to the query (:meth:`Retriever.sentence_relevance`), in their order,
+  sentences most relevant to the query (:meth:`Retriever.sentence_relevance`: cosine plus
+  ``trim_lexical`` x the idf-weighted share of the query's terms it holds), in their order,
   speaker prefix kept, marked ``trimmed``; so more of the ``k`` best items fit the budget
   instead of a long one being skipped.  Off: items are kept whole or skipped.
 
@@ -456,6 +457,7 @@ class RecallConfig:
     trim: bool = True
     trim_sentences: int = 2
     trim_share: float = 1.25
+    trim_lexical: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -693,22 +695,26 @@ class Retriever:
         return dict(zip(ids, best.tolist(), strict=True))
 
     def sentence_relevance(
-        self, item_id: str, text: str, query: str, query_vector: np.ndarray | None = None
+        self, item_id: str, text: str, query: str, query_vector: np.ndarray | None = None, lexical: float = 1.0
     ) -> list[tuple[str, float]]:
         """The :func:`sentences` of ``text`` (the item ``item_id``'s text or a part of it), each with
-        its relevance to the query, in text order: the cosine between ``query_vector`` and the
-        sentence's stored vector when the item has sentence vectors that match ``text``, else the
-        idf-weighted share of the query's terms that the sentence holds (what the ``trim`` step keeps).
+        its relevance to the query, in text order (what the ``trim`` step keeps): the idf-weighted
+        share of the query's terms that the sentence holds, times ``lexical``, plus the cosine between
+        ``query_vector`` and the sentence's stored vector when the item has sentence vectors that
+        match ``text``.  Either alone picks worse: the cosine favours the sentence that restates the
+        question's context over the one that answers it ("How long was Max part of the family?" ->
+        "long time no talk!"), the terms miss paraphrases.
         """
         parts = sentences(text)
+        qt = set(terms(query))
+        total = sum(self.idf(t) for t in qt) or 1.0
+        lex = [sum(self.idf(t) for t in qt & set(terms(p))) / total for p in parts]
         mat = self._sentences.get(item_id)
         if query_vector is not None and mat is not None and len(mat) == len(parts):
             q = np.asarray(query_vector, dtype=np.float32)
             sims = mat @ (q / (np.linalg.norm(q) or 1.0))
-            return list(zip(parts, sims.tolist(), strict=True))
-        qt = set(terms(query))
-        total = sum(self.idf(t) for t in qt) or 1.0
-        return [(p, sum(self.idf(t) for t in qt & set(terms(p))) / total) for p in parts]
+            return [(p, c + lexical * x) for p, c, x in zip(parts, sims.tolist(), lex, strict=True)]
+        return list(zip(parts, lex, strict=True))
 
     def remove(self, ids: Iterable[str]) -> int:
         """Forget items; returns how many were indexed."""

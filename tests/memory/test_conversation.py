@@ -524,3 +524,7 @@ def test_benchmark_script_on_the_shared_locomo_file():
     assert out["conversations"] == 1 and out["questions"] > 150
     assert out["recall@10"] > out["bm25_recall@10"]
     assert out["tokens_mean"] <= 1.1 * out["tokens_10_turns"]
+    # answers written out in an evidence turn: what @10 returns holds most of them, trimmed or not
+    assert out["answer_questions"] > 20
+    assert 0.5 < out["answer_kept@10"] <= out["answer_in_turns@10"] <= 1.0
+    assert out["trim"]["lexical"] == 1.0

@@ -112,3 +112,32 @@ def test_bad_trim_sentences_is_refused():
 
     with pytest.raises(ValidationError):
         RecallConfig(trim_sentences=0)
+
+
+def test_a_trimmed_turn_keeps_the_sentence_that_shares_the_questions_terms():
+    """Sentence relevance is the cosine plus ``trim_lexical`` x the share of the question's terms: a
+    sentence that restates the question's context (closest in embedding) must not crowd out the one
+    holding its words."""
+    import numpy as np
+
+    mem = make()
+    parts = [p for p, _ in mem.retriever.sentence_relevance("t0", LONG, QUESTION)]
+    answer = parts.index("My sister Lucy adopted a beagle puppy called Rex in Lisbon last spring.")
+    qv = mem._embed_query(QUESTION)
+    # stored vectors in which a filler sentence (cosine 0.8), not the answer (0.2), is the question's nearest
+    orth = np.random.default_rng(0).normal(size=qv.shape)
+    orth -= (orth @ qv) / (qv @ qv) * qv
+    orth /= np.linalg.norm(orth)
+    unit = qv / np.linalg.norm(qv)
+    fake = np.tile(orth, (len(parts), 1)).astype(np.float32)
+    fake[0] = 0.8 * unit + 0.6 * orth
+    fake[answer] = 0.2 * unit + np.sqrt(1 - 0.04) * orth
+    mem.retriever.add_sentence_vectors({"t0": fake})
+    by_cosine = mem.retriever.sentence_relevance("t0", LONG, QUESTION, qv, lexical=0.0)
+    blended = mem.retriever.sentence_relevance("t0", LONG, QUESTION, qv)
+    assert max(range(len(parts)), key=lambda j: by_cosine[j][1]) == 0
+    assert max(range(len(parts)), key=lambda j: blended[j][1]) == answer
+    rec = mem.recall(QUESTION, k=3, budget_tokens=30)
+    assert next(r for r in rec if r.id == "t0").text.endswith("in Lisbon last spring.")
+    off = mem.recall(QUESTION, k=3, budget_tokens=30, config=RecallConfig(trim_lexical=0.0))
+    assert "Lisbon" not in next((r.text for r in off if r.id == "t0"), "")
