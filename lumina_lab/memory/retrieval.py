@@ -331,6 +331,9 @@ def answer_type(question: str) -> str | None:
 
 _AUX = _wordset("does did has have is are was were do had will would can could might")
 _MANY = re.compile(r"\b(?:both|in common|how many times|ever)\b")
+# "How many screenplays has Ann written?": a count of things done over time (not "how many years ...")
+_HOW_MANY = re.compile(r"^\s*how many (?:[\w'-]+ ){0,2}?[\w'-]{3,}s (?:has|have|had|did|does|do)\b")
+_UNITS = re.compile(r"^\s*how many (?:years|months|weeks|days|hours|minutes|seconds)\b")
 
 
 def asks_for_many(question: str) -> bool:
@@ -338,11 +341,14 @@ def asks_for_many(question: str) -> bool:
 
     English cues only: a plural noun right after *what*/*which* (``"What books..."``, ``"Which
     cities..."``, ``"What are..."``), a present perfect right after *what*/*where*/*which*/*who*
-    (``"Where has Ann camped?"``), *both*, *in common*, *how many times* or *ever*.  Such
-    answers are usually said at different times, so recall weakens the boosts that favour one
-    stretch of conversation.
+    (``"Where has Ann camped?"``), *both*, *in common*, *how many times*, *ever*, or a count of
+    things done (``"How many tournaments has Nate won?"``; not a duration, ``"How many years
+    ..."``).  Such answers are usually said at different times, so recall weakens the boosts that
+    favour one stretch of conversation.
 
     >>> asks_for_many("What books has Melanie read?"), asks_for_many("What did Bob bake?")
+    (True, False)
+    >>> asks_for_many("How many turtles does Nate have?"), asks_for_many("How many years ago did Ann move?")
     (True, False)
     """
     low = question.lower()
@@ -359,6 +365,8 @@ def asks_for_many(question: str) -> bool:
             return True
     if words[0] in ("what", "where", "which", "who") and len(words) > 1 and words[1] in ("has", "have"):
         return True  # present perfect: "Where has Ann camped?" asks for experiences up to now
+    if _HOW_MANY.search(low) and not _UNITS.search(low):
+        return True
     return bool(_MANY.search(low))
 
 

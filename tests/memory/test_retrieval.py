@@ -130,6 +130,10 @@ def test_config_switches_and_validation():
         ("When did Ann adopt Rex?", False),
         ("What is Ann's dog called?", False),
         ("How old is Rex?", False),
+        ("How many tournaments has Nate won?", True),
+        ("How many turtles does Nate have?", True),
+        ("How many years ago did Ann move?", False),
+        ("How many days did the trip take?", False),
         ("", False),
     ],
 )
