@@ -20,6 +20,7 @@ __all__ = [
     "CircuitOpen",
     "CollectionNotFound",
     "ConfigError",
+    "DecryptionError",
     "LuminaError",
     "NoProviderAvailable",
     "PolicyDenied",
@@ -28,6 +29,7 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimited",
     "SchemaError",
+    "SecurityError",
     "StoreError",
     "StreamBroken",
     "ValidationError",
@@ -159,6 +161,14 @@ class CollectionNotFound(StoreError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return LuminaError.__str__(self)
+
+
+class SecurityError(LuminaError):
+    """A key ring or an encrypted value could not be used (missing key, bad key file)."""
+
+
+class DecryptionError(SecurityError):
+    """A sealed value could not be opened: its key is not in the key ring, or it was altered."""
 
 
 class BusError(LuminaError):

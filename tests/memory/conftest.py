@@ -14,7 +14,7 @@ import pytest
 
 from lumina_lab.memory.base import VectorStore
 
-BACKENDS = ["memory", "duckdb", "milvus", "sharded"] + (["weaviate"] if os.environ.get("WEAVIATE_URL") else [])
+BACKENDS = ["memory", "duckdb", "duckdb-sealed", "milvus", "sharded"] + (["weaviate"] if os.environ.get("WEAVIATE_URL") else [])
 
 
 def make_store(backend: str, root: Path, *, reopen: bool = False) -> VectorStore:
@@ -27,6 +27,12 @@ def make_store(backend: str, root: Path, *, reopen: bool = False) -> VectorStore
         from lumina_lab.memory.stores.duckdb import DuckDBVectorStore
 
         return DuckDBVectorStore(root / "vectors.duckdb", lease_s=0.05)
+    if backend == "duckdb-sealed":  # texts and a metadata field encrypted at rest; the same contract
+        from lumina_lab.memory.stores.duckdb import DuckDBVectorStore
+        from lumina_lab.security import KeyRing
+
+        ring = KeyRing.open(root / "keyring.json", create=True)
+        return DuckDBVectorStore(root / "vectors.duckdb", lease_s=0.05, encryption=ring, sealed_metadata=["topic"])
     if backend == "milvus":
         from lumina_lab.memory.stores.milvus import MilvusVectorStore
 

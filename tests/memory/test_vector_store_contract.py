@@ -16,7 +16,7 @@ from lumina_lab.memory.filters import F
 
 DIM = 8
 N = 60
-PERSISTENT = {"duckdb", "milvus", "weaviate", "sharded"}
+PERSISTENT = {"duckdb", "duckdb-sealed", "milvus", "weaviate", "sharded"}
 
 
 def data(n: int = N, seed: int = 0):

@@ -186,6 +186,10 @@ class DuckDBVectorStore(BaseVectorStore):
             :attr:`lumina_lab.memory.table.AnnIndex.defaults`; candidates are re-ranked exactly either way).
         lease_s: idle seconds before the file is handed back to other processes.
         timeout_s: how long to wait for another process holding the file.
+        encryption: a :class:`~lumina_lab.security.keys.KeyRing` (or ``Sealer``): item texts are sealed
+            in the file with AES-GCM envelope encryption (see :mod:`lumina_lab.memory.stores.sealing`);
+            vectors are not.  Rows written before are read as they are.
+        sealed_metadata: metadata fields sealed as well as the text.
     """
 
     name = "duckdb"
@@ -198,7 +202,12 @@ class DuckDBVectorStore(BaseVectorStore):
         ann_params: dict[str, Any] | None = None,
         lease_s: float = 0.25,
         timeout_s: float = 30.0,
+        encryption: Any = None,
+        sealed_metadata: Sequence[str] = (),
     ) -> None:
+        from .sealing import make_sealing
+
+        self.sealing = make_sealing(encryption, sealed_metadata)
         if path is None:
             from ...config import load_settings
 
@@ -270,7 +279,7 @@ class DuckDBVectorStore(BaseVectorStore):
 
     def _replay(self, con: duckdb.DuckDBPyConnection, name: str, table: VectorTable) -> None:
         since = self._synced[name]
-        _load_rows(con, name, table, since)
+        _load_rows(con, name, table, since, sealing=self.sealing)
         dels = con.execute(
             "SELECT id, seq FROM lumina_deletions WHERE collection = ? AND seq > ? ORDER BY seq", [name, since]
         ).fetchall()
@@ -296,7 +305,7 @@ class DuckDBVectorStore(BaseVectorStore):
                 with self._db.session() as c:
                     return self._table(name, c)
             table = VectorTable(info.dim, exact_limit=self.exact_limit, ann_params=self.ann_params)
-            self.loaded_from[name] = _load_rows(con, name, table, 0, self._matrix_path(name))
+            self.loaded_from[name] = _load_rows(con, name, table, 0, self._matrix_path(name), self.sealing)
             self._synced[name] = self._seq(con)
             self._tables[name] = table
             self._load_ann(name, table)
@@ -421,12 +430,15 @@ class DuckDBVectorStore(BaseVectorStore):
             first = self._seq(con) + 1
             last = first + len(batch) - 1
             seqs = np.arange(first, last + 1, dtype=np.int64)
+            texts, metas = batch.texts, batch.metadata
+            if self.sealing is not None:
+                texts, metas = self.sealing.seal(collection, batch.ids, texts, metas)
             rows = pa.table(
                 {
                     "id": pa.array(batch.ids, pa.string()),
                     "seq": pa.array(seqs),
-                    "text": pa.array(batch.texts, pa.string()),
-                    "metadata": pa.array([json.dumps(m) for m in batch.metadata], pa.string()),
+                    "text": pa.array(texts, pa.string()),
+                    "metadata": pa.array([json.dumps(m) for m in metas], pa.string()),
                     "vector": pa.FixedSizeListArray.from_arrays(pa.array(batch.vectors.ravel()), info.dim),
                 }
             )
@@ -534,6 +546,60 @@ class DuckDBVectorStore(BaseVectorStore):
                 p.unlink(missing_ok=True)
             self._write_gen(seq)
 
+    def rewrap(self) -> int:
+        """Wrap the data key of every sealed text and metadata field again with the key ring's active
+        key (payloads untouched), so older keys can be retired; returns the values rewrapped."""
+        if self.sealing is None:
+            raise StoreError(f"the DuckDB store {self.path} has no encryption", hint="open it with encryption=KeyRing")
+        import pyarrow as pa
+
+        from ...security.envelope import PREFIX, is_sealed, key_id_of
+
+        sealer, active, total = self.sealing.sealer, self.sealing.sealer.keyring.active, 0
+        t0 = time.perf_counter()
+        with self._db.session() as con:
+            self._sync(con)
+            for name in list(self._infos):
+                got = con.execute(
+                    f"SELECT id, text, metadata::VARCHAR FROM {_t(name)} WHERE text LIKE ? OR metadata::VARCHAR LIKE ?",
+                    [PREFIX + "%", f'%"{PREFIX}%'],
+                ).fetchall()
+                ids, texts, metas = [], [], []
+                for doc_id, text, meta in got:
+                    m = json.loads(meta) if meta else {}
+                    stale = [f for f, v in m.items() if is_sealed(v) and key_id_of(v) != active]
+                    old_text = is_sealed(text) and key_id_of(text) != active
+                    if not stale and not old_text:
+                        continue
+                    total += len(stale) + int(old_text)
+                    for f in stale:
+                        m[f] = sealer.rewrap(m[f])
+                    ids.append(doc_id)
+                    texts.append(sealer.rewrap(text) if old_text else text)
+                    metas.append(json.dumps(m))
+                if not ids:
+                    continue
+                con.register("_lumina_rewrap", pa.table({"id": ids, "text": texts, "metadata": metas}))
+                try:
+                    _x(
+                        con,
+                        f"UPDATE {_t(name)} SET text = r.text, metadata = r.metadata::JSON "
+                        f"FROM _lumina_rewrap r WHERE {_t(name)}.id = r.id",
+                    )
+                finally:
+                    con.unregister("_lumina_rewrap")
+        from ...security.events import ValuesRewrapped, audit
+
+        audit(
+            sealer.keyring.bus,
+            ValuesRewrapped,
+            where=str(self.path),
+            count=total,
+            key_id=active,
+            ms=(time.perf_counter() - t0) * 1000,
+        )
+        return total
+
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run SQL on the database (collections are tables ``c_<name>``) and return a DataFrame."""
         from ...events.store.base import frame
@@ -601,7 +667,12 @@ def open_matrix(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _load_rows(
-    con: duckdb.DuckDBPyConnection, name: str, table: VectorTable, since: int, cached: Path | None = None
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    table: VectorTable,
+    since: int,
+    cached: Path | None = None,
+    sealing: Any = None,
 ) -> str:
     """Append rows with ``seq > since`` to the mirror, in ``seq`` order; return where vectors came from.
 
@@ -626,7 +697,7 @@ def _load_rows(
         seqs = seqs[order]
     if mapped is not None:
         if len(mapped[0]) != n or not np.array_equal(mapped[0], seqs):
-            return _load_rows(con, name, table, since)  # stale copy: read the vectors from the table
+            return _load_rows(con, name, table, since, sealing=sealing)  # stale copy: read the vectors from the table
         matrix, source = np.asarray(mapped[1]), "cache"
     else:
         source = "table"
@@ -644,5 +715,13 @@ def _load_rows(
     metas = [loads(m) if m and m != "{}" else {} for m in arrow.column("metadata").to_pylist()]
     if order is not None:
         ids, texts, metas = [ids[j] for j in order], [texts[j] for j in order], [metas[j] for j in order]
+    if sealing is not None:
+        texts, metas = sealing.open(name, ids, texts, metas)
+    elif any(t.startswith("lx1:") for t in texts[:100]):
+        log.warning(
+            "collection %r holds sealed (encrypted) texts: they are shown sealed; "
+            "open the store with encryption=KeyRing.open(...) to read them",
+            name,
+        )
     table.put(ids, matrix, texts, metas, seqs, adopt=True)
     return source

@@ -1,0 +1,73 @@
+"""Audit events of the security area: every key-ring change and every value that failed to open.
+
+They go on the bus the :class:`~lumina_lab.security.keys.KeyRing` was given (and from there to
+the event store, like every event).  Keys themselves never appear in an event: only their ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..events import Event, event
+
+if TYPE_CHECKING:
+    from ..events.bus import InProcessBus
+
+__all__ = ["DecryptFailed", "KeyCreated", "KeyRetired", "KeyRotated", "ValuesRewrapped", "audit"]
+
+log = logging.getLogger(__name__)
+
+
+@event("security.key.created")
+class KeyCreated(Event):
+    """A key ring was created with its first key (``path``: where it is kept, if in a file)."""
+
+    key_id: str
+    path: str | None = None
+
+
+@event("security.key.rotated")
+class KeyRotated(Event):
+    """A new key became the active one: new values are sealed with it; old ones still open."""
+
+    key_id: str
+    previous: str
+    keys: int
+
+
+@event("security.key.retired")
+class KeyRetired(Event):
+    """A key left the key ring: values still sealed with it can no longer be opened."""
+
+    key_id: str
+    keys: int
+
+
+@event("security.values.rewrapped")
+class ValuesRewrapped(Event):
+    """Sealed values had their data keys wrapped again with the active key (payloads untouched)."""
+
+    where: str
+    count: int
+    key_id: str
+    ms: float
+
+
+@event("security.decrypt.failed")
+class DecryptFailed(Event):
+    """A sealed value did not open: ``reason`` is ``unknown key`` or ``altered`` (authentication failed)."""
+
+    key_id: str
+    context: str
+    reason: str
+
+
+def audit(bus: InProcessBus | None, cls: type[Event], **fields: Any) -> None:
+    """Publish an audit event if there is a bus; a full or closed bus is logged, never raised."""
+    if bus is None:
+        return
+    try:
+        bus.publish_sync(cls(**fields), timeout=5.0)
+    except Exception as exc:
+        log.warning("could not publish audit event %s: %s", cls.event_type, exc)
