@@ -14,6 +14,7 @@ import platform
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -287,6 +288,73 @@ def events_compact() -> None:
         click.echo(f"merged segments of exited processes: {removed} file(s) merged away")
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------------------------------- keys
+@main.group()
+def keys() -> None:
+    """The key ring that seals sensitive memory fields (memory.encrypt): show, rotate, rewrap, retire."""
+
+
+def _keyring() -> Any:
+    from .config import load_settings
+    from .security import ENV_KEY, KeyRing
+
+    if os.environ.get(ENV_KEY):
+        return KeyRing.from_env()
+    return KeyRing.open(Path(load_settings().home) / "keys" / "keyring.json")
+
+
+@keys.command("show")
+@_friendly_errors
+def keys_show() -> None:
+    """Print the key ids (never the keys) and which one is active."""
+    ring = _keyring()
+    where = ring.path if ring.path is not None else "$LUMINA_MASTER_KEY"
+    click.echo(f"key ring: {where}")
+    for kid in ring.ids:
+        click.echo(f"  {kid}{'  (active)' if kid == ring.active else ''}")
+
+
+@keys.command("rotate")
+@_friendly_errors
+def keys_rotate() -> None:
+    """Add a key and make it active (values sealed before still open; `lumina keys rewrap` moves them)."""
+    from .lab import Lab
+
+    with Lab() as lab:
+        ring = lab.keys
+        previous = ring.active
+        kid = ring.rotate()
+        click.echo(f"active key: {kid} (was {previous})")
+
+
+@keys.command("rewrap")
+@_friendly_errors
+def keys_rewrap() -> None:
+    """Wrap every sealed value of the memory store again with the active key (payloads untouched)."""
+    from .errors import ConfigError
+    from .lab import Lab
+
+    with Lab() as lab:
+        if not lab.settings.memory.encrypt:
+            raise ConfigError("memory.encrypt is off: nothing is sealed", key="memory.encrypt")
+        store = lab.memory.store
+        shards = getattr(store, "shards", [store])
+        n = sum(s.rewrap() for s in shards)
+        click.echo(f"rewrapped {n} value(s) with key {lab.keys.active}")
+
+
+@keys.command("retire")
+@click.argument("key_id")
+@_friendly_errors
+def keys_retire(key_id: str) -> None:
+    """Remove an old key (after `lumina keys rewrap`): values still sealed with it will not open."""
+    from .lab import Lab
+
+    with Lab() as lab:
+        lab.keys.retire(key_id)
+        click.echo(f"retired {key_id}; keys: {', '.join(lab.keys.ids)}")
 
 
 # ---------------------------------------------------------------------------------------- providers

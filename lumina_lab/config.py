@@ -102,6 +102,14 @@ class MemorySettings(BaseModel):
     embedder: str = Field(default="hashing", description="Embedder spec: hashing, hashing:<dim>, minilm.")
     cache_size: int = Field(default=1024, ge=0, description="Search results kept in the LRU query cache.")
     shards: int = Field(default=1, ge=1, le=64, description="Hash-partitioned shards (duckdb: one file each).")
+    encrypt: bool = Field(
+        default=False,
+        description="Seal item texts at rest (AES-GCM envelope encryption, duckdb backend) with the key ring: "
+        "$LUMINA_MASTER_KEY, else home/keys/keyring.json (created on first use).",
+    )
+    sealed_metadata: list[str] = Field(
+        default_factory=list, description="Metadata fields sealed as well as the text (with encrypt)."
+    )
 
 
 class ObservabilitySettings(BaseModel):

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from functools import cached_property
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         Router,
         StreamChunk,
     )
+    from .security import KeyRing
 
 __all__ = ["Lab"]
 
@@ -150,6 +152,23 @@ class Lab:
         options = dict(m.options)
         if m.backend == "duckdb" and "path" not in options:
             options["path"] = Path(self.settings.home) / "memory" / "vectors.duckdb"
+        if m.encrypt:
+            from .errors import ConfigError
+
+            if m.backend != "duckdb":
+                raise ConfigError(
+                    f"memory.encrypt seals texts in the duckdb store, not in {m.backend}",
+                    key="memory.encrypt",
+                    hint="use memory.backend = 'duckdb', or the server's own encryption at rest",
+                )
+            options["encryption"] = self.keys
+            options["sealed_metadata"] = list(m.sealed_metadata)
+        elif m.sealed_metadata:
+            from .errors import ConfigError
+
+            raise ConfigError(
+                "memory.sealed_metadata needs memory.encrypt = true", key="memory.sealed_metadata", hint="set both"
+            )
         if m.shards > 1:
             from .memory import ShardedVectorStore
 
@@ -164,6 +183,16 @@ class Lab:
         else:
             store = open_vector_store(m.backend, **options)
         return VectorMemory(store, embedder=embedder_from(m.embedder), bus=self.bus, cache_size=m.cache_size)
+
+    @cached_property
+    def keys(self) -> KeyRing:
+        """The key ring that seals sensitive fields: ``$LUMINA_MASTER_KEY`` if set, else
+        ``home/keys/keyring.json`` (created on first use); its changes are audit events on :attr:`bus`."""
+        from .security import ENV_KEY, KeyRing
+
+        if os.environ.get(ENV_KEY):
+            return KeyRing.from_env(bus=self.bus)
+        return KeyRing.open(Path(self.settings.home) / "keys" / "keyring.json", create=True, bus=self.bus)
 
     @cached_property
     def policy(self) -> PolicyLab:
