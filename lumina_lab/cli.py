@@ -357,6 +357,47 @@ def keys_retire(key_id: str) -> None:
         click.echo(f"retired {key_id}; keys: {', '.join(lab.keys.ids)}")
 
 
+# ---------------------------------------------------------------------------------------- users
+@main.group()
+def users() -> None:
+    """Dashboard logins: a users file of argon2 hashes for `lumina serve --basic-auth FILE`."""
+
+
+def _users_file(path: str | None) -> Path:
+    from .config import load_settings
+
+    return Path(path) if path else Path(load_settings().home) / "users.json"
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--file", "path", default=None, help="The users file [default: $LUMINA_HOME/users.json].")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (scripts).")
+@_friendly_errors
+def users_add(name: str, path: str | None, password_stdin: bool) -> None:
+    """Add NAME (or change their password): only an argon2id hash is written."""
+    from .security.passwords import add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    target = _users_file(path)
+    add_user(target, name, password)
+    click.echo(f"{name} can log in; serve with: lumina serve --basic-auth {target}")
+
+
+@users.command("list")
+@click.option("--file", "path", default=None, help="The users file [default: $LUMINA_HOME/users.json].")
+@_friendly_errors
+def users_list(path: str | None) -> None:
+    """Print the user names (and whether each password is hashed)."""
+    from .security.passwords import is_hash, read_users
+
+    for name, stored in read_users(_users_file(path)).items():
+        click.echo(f"{name}\t{'argon2' if is_hash(stored) else 'PLAIN TEXT: run lumina users add ' + name}")
+
+
 # ---------------------------------------------------------------------------------------- providers
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LuminaError
 
 __all__ = ["METRICS_ACCESS", "ServeOptions", "check_options", "make_app", "metrics_access", "serve"]
 
@@ -128,6 +128,19 @@ def check_options(
         raise ConfigError(
             "the basic-auth password is empty", key="basic_auth", hint="give a password or a JSON file of users"
         )
+    if basic_auth and basic_auth.endswith(".json"):
+        from ..security.passwords import read_users
+
+        try:
+            users = read_users(basic_auth)
+        except LuminaError as exc:
+            raise ConfigError(f"--basic-auth: {exc.message}", key="basic_auth", hint=exc.hint) from None
+        if not users:
+            raise ConfigError(
+                f"the users file {basic_auth} does not exist or holds no users",
+                key="basic_auth",
+                hint=f"lumina users add NAME --file {basic_auth}",
+            )
     if oauth_provider is not None:
         from panel.auth import AUTH_PROVIDERS
 
@@ -417,6 +430,10 @@ def serve(
         if opts.metrics == "login":
             log.warning("/metrics needs a dashboard login; give Prometheus a token with --metrics-token")
     log.info("serving the dashboard with %r", opts)
+    if "basic_auth" in opts:
+        from .login import install_password_check
+
+        install_password_check()
     server = pn.serve(
         {"/": app},
         extra_patterns=extra,

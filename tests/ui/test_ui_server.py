@@ -56,8 +56,20 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
     )
     started: dict[str, tuple[int, subprocess.Popen[str]]] = {}
     cmd = [sys.executable, "-m", "lumina_lab", "serve", "--no-show"]
-    pw, oa = free_port(), free_port()
+    pw, oa, hashed = free_port(), free_port(), free_port()
     started["password"] = (pw, subprocess.Popen([*cmd, "--port", str(pw)], env=env, stderr=subprocess.PIPE, text=True))
+    users = Path(env["LUMINA_HOME"]) / "users.json"
+    from lumina_lab.security.passwords import add_user
+
+    add_user(users, "ann", "s3cret")  # what `lumina users add ann` writes: an argon2id hash only
+    add_user(users, "bob", "hunter2")
+    env_hashed = {k: v for k, v in env.items() if k != "LUMINA_SERVE_BASIC_AUTH"}
+    started["hashed"] = (
+        hashed,
+        subprocess.Popen(
+            [*cmd, "--port", str(hashed), "--basic-auth", str(users)], env=env_hashed, stderr=subprocess.PIPE, text=True
+        ),
+    )
     env_oauth = {k: v for k, v in env.items() if k != "LUMINA_SERVE_BASIC_AUTH"}
     started["oauth"] = (
         oa,
@@ -109,6 +121,22 @@ def test_serve_requires_the_password_then_serves_the_dashboard(
         assert r.status_code == 200 and "<title>Lumina Lab</title>" in r.text
         r = c.get("/metrics")
         assert r.status_code == 200 and "lumina_requests_total" in r.text
+
+
+@pytest.mark.slow
+def test_serve_checks_logins_against_the_argon2_hashes_of_a_users_file(
+    servers: dict[str, tuple[int, subprocess.Popen[str]]],
+) -> None:
+    port, _ = servers["hashed"]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False, timeout=60) as c:
+        assert c.get("/").status_code == 302
+        for user, password in [("ann", "hunter2"), ("carl", "s3cret"), ("ann", "$argon2id$"), ("ann", "")]:
+            r = c.post("/login", data={"username": user, "password": password})
+            assert r.status_code == 302 and "error" in r.headers["location"] and "user" not in c.cookies, user
+        r = c.post("/login", data={"username": "ann", "password": "s3cret"})
+        assert r.status_code == 302 and "user" in c.cookies
+        r = c.get("/")
+        assert r.status_code == 200 and "<title>Lumina Lab</title>" in r.text
 
 
 @pytest.mark.slow
