@@ -336,8 +336,12 @@ class ConversationMemory:
 
     def _sentence_keeper(self) -> SentenceVectors | None:
         """Where sentence vectors are kept across sessions: a sibling collection of a persistent store
-        (none for the in-memory store, or when the memory's name leaves no room for the suffix)."""
-        if not self.sentence_vectors or self.memory.store.name == "memory" or sentence_collection(self.name) is None:
+        (none for the in-memory store, for a store that cannot list its items, as a reopen needs, or
+        when the memory's name leaves no room for the suffix)."""
+        store = self.memory.store
+        if not self.sentence_vectors or store.name == "memory" or sentence_collection(self.name) is None:
+            return None
+        if getattr(store, "scan", None) is None:
             return None
         embedder = self.memory.embedder
         identity = str(getattr(embedder, "identity", type(embedder).__name__))
