@@ -373,17 +373,20 @@ def _users_file(path: str | None) -> Path:
 @click.argument("name")
 @click.option("--file", "path", default=None, help="The users file [default: $LUMINA_HOME/users.json].")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (scripts).")
+@click.option("--totp", is_flag=True, help="Also require a one-time code from an authenticator app.")
 @_friendly_errors
-def users_add(name: str, path: str | None, password_stdin: bool) -> None:
+def users_add(name: str, path: str | None, password_stdin: bool, totp: bool) -> None:
     """Add NAME (or change their password): only an argon2id hash is written."""
-    from .security.passwords import add_user
+    from .security.passwords import add_user, totp_uri
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     target = _users_file(path)
-    add_user(target, name, password)
+    secret = add_user(target, name, password, totp=totp)
+    if secret is not None:
+        click.echo(f"add this to {name}'s authenticator app (or as a QR code): {totp_uri(name, secret)}")
     click.echo(f"{name} can log in; serve with: lumina serve --basic-auth {target}")
 
 
@@ -394,8 +397,10 @@ def users_list(path: str | None) -> None:
     """Print the user names (and whether each password is hashed)."""
     from .security.passwords import is_hash, read_users
 
-    for name, stored in read_users(_users_file(path)).items():
-        click.echo(f"{name}\t{'argon2' if is_hash(stored) else 'PLAIN TEXT: run lumina users add ' + name}")
+    for name, entry in read_users(_users_file(path)).items():
+        stored = entry if isinstance(entry, str) else entry["password"]
+        kind = "argon2" if is_hash(stored) else "PLAIN TEXT: run lumina users add " + name
+        click.echo(f"{name}\t{kind}{' + totp' if isinstance(entry, dict) and entry.get('totp') else ''}")
 
 
 # ---------------------------------------------------------------------------------------- providers

@@ -1,4 +1,5 @@
-"""Audit events of the security area: every key-ring change and every value that failed to open.
+"""Audit events of the security area: every key-ring change, every value that failed to open, every
+login to the served dashboards.
 
 They go on the bus the :class:`~lumina_lab.security.keys.KeyRing` was given (and from there to
 the event store, like every event).  Keys themselves never appear in an event: only their ids.
@@ -14,7 +15,7 @@ from ..events import Event, event
 if TYPE_CHECKING:
     from ..events.bus import InProcessBus
 
-__all__ = ["DecryptFailed", "KeyCreated", "KeyRetired", "KeyRotated", "ValuesRewrapped", "audit"]
+__all__ = ["DecryptFailed", "KeyCreated", "KeyRetired", "KeyRotated", "LoginAttempted", "ValuesRewrapped", "audit"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,17 @@ class DecryptFailed(Event):
     key_id: str
     context: str
     reason: str
+
+
+@event("security.login")
+class LoginAttempted(Event):
+    """Someone tried to log in to the served dashboards: ``ok``, and if not, ``reason`` (``password``,
+    ``code``, ``code reused``, ``unknown user``); ``remote`` is the client's address."""
+
+    user: str
+    ok: bool
+    reason: str = ""
+    remote: str | None = None
 
 
 def audit(bus: InProcessBus | None, cls: type[Event], **fields: Any) -> None:

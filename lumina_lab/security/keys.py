@@ -124,7 +124,9 @@ class KeyRing:
             if create:
                 return cls.generate(path=p, bus=bus)
             raise SecurityError(
-                f"no key ring at {p}", input=str(p), hint="KeyRing.open(path, create=True), or `lumina keys rotate` (which creates it)"
+                f"no key ring at {p}",
+                input=str(p),
+                hint="KeyRing.open(path, create=True), or `lumina keys rotate` (which creates it)",
             )
         try:
             doc = json.loads(p.read_text())

@@ -1,9 +1,11 @@
-"""Dashboard passwords: argon2id hashes (argon2-cffi) in the users file of ``lumina serve --basic-auth``.
+"""Dashboard logins: argon2id password hashes (argon2-cffi) and optional TOTP second factors (pyotp)
+in the users file of ``lumina serve --basic-auth``.
 
-A users file is JSON ``{"user": "<argon2id hash>"}``; :func:`add_user` (``lumina users add NAME``)
-writes one entry, owner-readable only.  :func:`verify_password` checks a login against an entry: an
-argon2 hash is verified (and a plain password, as Panel's own files hold, is compared in constant
-time, so older files keep working).
+A users file is JSON ``{"user": "<argon2id hash>"}``, or ``{"user": {"password": "<hash>", "totp":
+"<base32 secret>"}}`` for a user with a second factor; :func:`add_user` (``lumina users add NAME
+[--totp]``) writes one entry, owner-readable only.  :func:`verify_password` checks a password against
+a stored one: an argon2 hash is verified (and a plain password, as Panel's own files hold, is compared
+in constant time, so older files keep working); :func:`check_login` checks a whole login.
 
 >>> stored = hash_password("s3cret")
 >>> stored.startswith("$argon2id$"), verify_password(stored, "s3cret"), verify_password(stored, "wrong")
@@ -17,12 +19,14 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError
 
-__all__ = ["add_user", "hash_password", "is_hash", "read_users", "verify_password"]
+__all__ = ["add_user", "check_login", "hash_password", "is_hash", "read_users", "totp_uri", "verify_password"]
 
 
 def _hasher() -> Any:
@@ -66,21 +70,82 @@ def read_users(path: str | os.PathLike[str]) -> dict[str, str]:
         users = json.loads(p.read_text())
     except ValueError as exc:
         raise ValidationError(f"{p} is not JSON ({exc})", input=str(p)) from None
-    if not isinstance(users, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in users.items()):
-        raise ValidationError(f"{p} is not a users file", input=str(p), hint='it holds {"user": "password hash"}')
+    if not isinstance(users, dict) or not all(isinstance(k, str) and _entry_ok(v) for k, v in users.items()):
+        raise ValidationError(
+            f"{p} is not a users file",
+            input=str(p),
+            hint='it holds {"user": "password hash"} or {"user": {"password": "hash", "totp": "secret"}}',
+        )
     return users
 
 
-def add_user(path: str | os.PathLike[str], user: str, password: str) -> None:
-    """Write ``user``'s argon2 hash into the users file (created 0600; an existing user's hash is replaced)."""
+def _entry_ok(entry: Any) -> bool:
+    if isinstance(entry, str):
+        return True
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("password"), str)
+        and isinstance(entry.get("totp", ""), str)
+        and set(entry) <= {"password", "totp"}
+    )
+
+
+_used_codes: dict[str, int] = {}  # user -> the TOTP time step of their last accepted code (no replays)
+
+
+def check_login(entry: Any, password: str, code: str = "", *, user: str = "") -> tuple[bool, str]:
+    """Whether a login with ``password`` (and ``code``, the user's current TOTP code when their entry has
+    a second factor) matches a users-file ``entry``, and why not: ``"password"``, ``"code"`` (missing or
+    wrong) or ``"code reused"`` (a code already accepted for ``user`` does not log in twice)."""
+    if isinstance(entry, str):
+        return (True, "") if verify_password(entry, password) else (False, "password")
+    if not isinstance(entry, dict) or not verify_password(entry.get("password", ""), password):
+        return False, "password"
+    secret = entry.get("totp")
+    if not secret:
+        return True, ""
+    import pyotp
+
+    totp = pyotp.TOTP(secret)
+    code = (code or "").strip().replace(" ", "")
+    now = int(time.time())
+    for step_offset in (0, -1, 1):  # the current 30 s step and one either side (clock drift)
+        at = now + step_offset * totp.interval
+        if code and hmac.compare_digest(totp.at(at), code):
+            step = totp.timecode(datetime.fromtimestamp(at, UTC))
+            if _used_codes.get(user, -1) >= step:
+                return False, "code reused"
+            _used_codes[user] = step
+            return True, ""
+    return False, "code"
+
+
+def totp_uri(user: str, secret: str, issuer: str = "Lumina Lab") -> str:
+    """The ``otpauth://`` URI an authenticator app reads (as text or a QR code)."""
+    import pyotp
+
+    return str(pyotp.TOTP(secret).provisioning_uri(name=user, issuer_name=issuer))
+
+
+def add_user(path: str | os.PathLike[str], user: str, password: str, *, totp: bool = False) -> str | None:
+    """Write ``user``'s argon2 hash into the users file (created 0600; an existing user's entry is replaced);
+    with ``totp``, also a fresh TOTP secret, which is returned (for :func:`totp_uri`)."""
     if not isinstance(user, str) or not user.strip() or ":" in user:
         raise ValidationError(f"user name {user!r} must be non-empty, without ':'", input=user)
     p = Path(path)
     users = read_users(p)
-    users[user] = hash_password(password)
+    secret = None
+    if totp:
+        import pyotp
+
+        secret = pyotp.random_base32()
+        users[user] = {"password": hash_password(password), "totp": secret}
+    else:
+        users[user] = hash_password(password)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(users, f, indent=1)
     os.replace(tmp, p)
+    return secret

@@ -234,6 +234,12 @@ class _Shared:
             bus = self._feed.bus if self._feed is not None else self._lab.bus
             return self._lab, bus
 
+    def lab(self) -> Any:
+        """The lab of this process."""
+        with self._lock:
+            self._this_process()
+            return self._lab
+
     def metrics(self) -> Any:
         """What ``/metrics`` shows: every process's events from the event log (a given lab without the feed:
         that lab's own metrics when it has them)."""
@@ -431,9 +437,10 @@ def serve(
             log.warning("/metrics needs a dashboard login; give Prometheus a token with --metrics-token")
     log.info("serving the dashboard with %r", opts)
     if "basic_auth" in opts:
-        from .login import install_password_check
+        from . import login
 
-        install_password_check()
+        login.install_password_check()
+        login.audit_bus = lambda: app.shared.lab().bus  # every login attempt is a security.login event
     server = pn.serve(
         {"/": app},
         extra_patterns=extra,

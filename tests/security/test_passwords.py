@@ -67,3 +67,52 @@ def test_serve_refuses_a_users_file_it_cannot_use(tmp_path, content, match):
 def test_an_empty_password_cannot_be_hashed():
     with pytest.raises(ValidationError, match="non-empty"):
         hash_password("")
+
+
+def test_a_second_factor_needs_the_current_code_once():
+    import pyotp
+
+    from lumina_lab.security.passwords import check_login
+
+    secret = pyotp.random_base32()
+    entry = {"password": hash_password("s3cret"), "totp": secret}
+    assert check_login(entry, "s3cret", "", user="ann") == (False, "code")
+    assert check_login(entry, "s3cret", "000000" if pyotp.TOTP(secret).now() != "000000" else "111111", user="ann") == (
+        False,
+        "code",
+    )
+    assert check_login(entry, "wrong", pyotp.TOTP(secret).now(), user="ann") == (False, "password")
+    code = pyotp.TOTP(secret).now()
+    assert check_login(entry, "s3cret", code, user="ann") == (True, "")
+    assert check_login(entry, "s3cret", code, user="ann") == (False, "code reused")  # a code logs in once
+    assert check_login(hash_password("pw"), "pw", "", user="bob") == (True, "")  # no second factor: none asked
+
+
+def test_users_add_with_totp_prints_the_authenticator_uri(lumina_home):
+    runner = CliRunner()
+    added = runner.invoke(main, ["users", "add", "ann", "--totp", "--password-stdin"], input="s3cret\n")
+    assert added.exit_code == 0 and "otpauth://totp/Lumina%20Lab:ann?secret=" in added.output
+    entry = read_users(lumina_home / "users.json")["ann"]
+    assert entry["password"].startswith("$argon2id$") and len(entry["totp"]) >= 16
+    assert runner.invoke(main, ["users", "list"]).output == "ann\targon2 + totp\n"
+
+
+def test_login_attempts_are_audit_events():
+    from lumina_lab.events.bus import InProcessBus
+    from lumina_lab.ui import login
+
+    bus = InProcessBus()
+    seen = []
+    bus.subscribe("security.*", seen.append)
+    login.audit_bus = lambda: bus
+    try:
+        login._audit_login("ann", False, "code", "10.0.0.7")
+        login._audit_login("ann", True, "", "10.0.0.7")
+    finally:
+        login.audit_bus = None
+    bus.drain_sync(timeout=5)
+    assert [(e.event_type, e.user, e.ok, e.reason, e.remote) for e in seen] == [
+        ("security.login", "ann", False, "code", "10.0.0.7"),
+        ("security.login", "ann", True, "", "10.0.0.7"),
+    ]
+    bus.close_sync()

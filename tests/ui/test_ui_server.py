@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -44,6 +45,10 @@ def wait_for(port: int, proc: subprocess.Popen[str], timeout: float = 90.0) -> N
     raise AssertionError(f"lumina serve did not listen on {port} within {timeout}s")
 
 
+TOTP_SECRETS: dict[str, str] = {}
+HOMES: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[int, subprocess.Popen[str]]]]:
     """Two `lumina serve` processes started at once (for the module): one with a password, one with GitHub OAuth."""
@@ -63,7 +68,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
 
     add_user(users, "ann", "s3cret")  # what `lumina users add ann` writes: an argon2id hash only
     add_user(users, "bob", "hunter2")
-    env_hashed = {k: v for k, v in env.items() if k != "LUMINA_SERVE_BASIC_AUTH"}
+    TOTP_SECRETS["carol"] = add_user(users, "carol", "c4rol", totp=True)  # type: ignore[assignment]
+    # the dev profile: a file event log, so the login audit events can be read back
+    env_hashed = {k: v for k, v in env.items() if k not in ("LUMINA_SERVE_BASIC_AUTH", "LUMINA_PROFILE")}
+    env_hashed["LUMINA_HOME"] = HOMES["hashed"] = str(tmp_path_factory.mktemp("serve-hashed-home"))
     started["hashed"] = (
         hashed,
         subprocess.Popen(
@@ -137,6 +145,39 @@ def test_serve_checks_logins_against_the_argon2_hashes_of_a_users_file(
         assert r.status_code == 302 and "user" in c.cookies
         r = c.get("/")
         assert r.status_code == 200 and "<title>Lumina Lab</title>" in r.text
+
+
+@pytest.mark.slow
+def test_serve_asks_a_user_with_a_second_factor_for_the_current_code_and_audits_every_attempt(
+    servers: dict[str, tuple[int, subprocess.Popen[str]]],
+) -> None:
+    import pyotp
+
+    port, _ = servers["hashed"]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False, timeout=60) as c:
+        assert 'name="code"' in c.get("/login").text  # the login page has a code field
+        r = c.post("/login", data={"username": "carol", "password": "c4rol"})  # no code
+        assert "error" in r.headers["location"] and "user" not in c.cookies
+        code = pyotp.TOTP(TOTP_SECRETS["carol"]).now()
+        r = c.post("/login", data={"username": "carol", "password": "c4rol", "code": code})
+        assert r.status_code == 302 and "error" not in r.headers["location"] and "user" in c.cookies
+        assert c.get("/").status_code == 200
+    from lumina_lab.events.store import open_store
+
+    deadline = time.monotonic() + 10
+    rows: list[tuple[str, bool, str]] = []
+    while time.monotonic() < deadline:
+        store = open_store(home=HOMES["hashed"])
+        try:
+            frame = store.query(type="security.login")
+        finally:
+            store.close()
+        payloads = [json.loads(p) if isinstance(p, str) else p for p in frame["payload"]] if len(frame) else []
+        rows = [(p["user"], p["ok"], p["reason"]) for p in payloads]
+        if ("carol", True, "") in rows:
+            break
+        time.sleep(0.3)
+    assert ("carol", False, "code") in rows and ("carol", True, "") in rows
 
 
 @pytest.mark.slow
