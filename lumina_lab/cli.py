@@ -305,6 +305,18 @@ def _keyring() -> Any:
     return KeyRing.open(Path(load_settings().home) / "keys" / "keyring.json")
 
 
+def _needs_file(ring: Any) -> None:
+    from .errors import ConfigError
+    from .security import ENV_KEY
+
+    if ring.path is None:
+        raise ConfigError(
+            f"the key ring comes from ${ENV_KEY}: a change here would be lost",
+            key=ENV_KEY,
+            hint=f"unset {ENV_KEY} to use the key ring file under LUMINA_HOME/keys (or change the variable itself)",
+        )
+
+
 @keys.command("show")
 @_friendly_errors
 def keys_show() -> None:
@@ -324,6 +336,7 @@ def keys_rotate() -> None:
 
     with Lab() as lab:
         ring = lab.keys
+        _needs_file(ring)
         previous = ring.active
         kid = ring.rotate()
         click.echo(f"active key: {kid} (was {previous})")
@@ -353,6 +366,7 @@ def keys_retire(key_id: str) -> None:
     from .lab import Lab
 
     with Lab() as lab:
+        _needs_file(lab.keys)
         lab.keys.retire(key_id)
         click.echo(f"retired {key_id}; keys: {', '.join(lab.keys.ids)}")
 

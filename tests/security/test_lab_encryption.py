@@ -68,3 +68,16 @@ def test_encryption_settings_that_cannot_work_are_refused(lumina_home, toml, mat
     _config(lumina_home, toml)
     with Lab() as lab, pytest.raises(ConfigError, match=match):
         _ = lab.memory
+
+
+def test_a_key_from_the_environment_is_not_rotated_by_the_cli(lumina_home, monkeypatch):
+    import base64
+    import secrets
+
+    monkeypatch.setenv("LUMINA_MASTER_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+    runner = CliRunner()
+    shown = runner.invoke(main, ["keys", "show"])
+    assert shown.exit_code == 0 and "$LUMINA_MASTER_KEY" in shown.output and "env-" in shown.output
+    for args in (["keys", "rotate"], ["keys", "retire", "x"]):
+        refused = runner.invoke(main, args)
+        assert refused.exit_code == 2 and "would be lost" in refused.output
