@@ -417,6 +417,46 @@ def users_list(path: str | None) -> None:
         click.echo(f"{name}\t{kind}{' + totp' if isinstance(entry, dict) and entry.get('totp') else ''}")
 
 
+# ---------------------------------------------------------------------------------------- tokens
+@main.group()
+def tokens() -> None:
+    """API tokens for machine clients (Prometheus on `lumina serve`'s /metrics): create, list, revoke."""
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.option("--scope", "scopes", multiple=True, default=("metrics",), show_default=True, help="What it may read.")
+@_friendly_errors
+def tokens_create(name: str, scopes: tuple[str, ...]) -> None:
+    """Make the token NAME and print it (only now: the tokens file keeps its digest)."""
+    from .security.tokens import TokenFile
+
+    secret = TokenFile().create(name, scopes)
+    click.echo(secret)
+    click.echo(f"(shown once) Prometheus: authorization: {{credentials: {secret}}}", err=True)
+
+
+@tokens.command("list")
+@_friendly_errors
+def tokens_list() -> None:
+    """Print the tokens' names, scopes and creation times (never the tokens)."""
+    from .security.tokens import TokenFile
+
+    for name, info in TokenFile().names().items():
+        click.echo(f"{name}\t{','.join(info['scopes'])}\t{info['created']}")
+
+
+@tokens.command("revoke")
+@click.argument("name")
+@_friendly_errors
+def tokens_revoke(name: str) -> None:
+    """Revoke the token NAME (a running `lumina serve` stops accepting it at once)."""
+    from .security.tokens import TokenFile
+
+    TokenFile().revoke(name)
+    click.echo(f"revoked {name}")
+
+
 # ---------------------------------------------------------------------------------------- providers
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)

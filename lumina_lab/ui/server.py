@@ -298,9 +298,11 @@ def make_app(
     return app
 
 
-def metrics_handler(source: Any, access: str = "open", token: str | None = None) -> Any:
+def metrics_handler(source: Any, access: str = "open", token: str | None = None, tokens: Any = None) -> Any:
     """The tornado handler of ``/metrics`` in the Panel server (``source``: a function returning what
-    :func:`~lumina_lab.observability.server.as_registry` accepts; ``access``: see :func:`metrics_access`)."""
+    :func:`~lumina_lab.observability.server.as_registry` accepts; ``access``: see :func:`metrics_access`;
+    ``tokens``: a :class:`~lumina_lab.security.tokens.TokenFile` whose ``metrics`` tokens are accepted as
+    bearers beside ``token``)."""
     from prometheus_client import CONTENT_TYPE_LATEST
     from tornado import web
     from tornado.ioloop import IOLoop
@@ -318,8 +320,15 @@ def metrics_handler(source: Any, access: str = "open", token: str | None = None)
             if access == "open":
                 return True
             scheme, _, credentials = self.request.headers.get("Authorization", "").partition(" ")
-            if expected is not None and scheme.lower() == "bearer":
-                return hmac.compare_digest(credentials.strip().encode(), expected)
+            if scheme.lower() == "bearer" and (expected is not None or tokens is not None):
+                given = credentials.strip()
+                if expected is not None and hmac.compare_digest(given.encode(), expected):
+                    return True
+                try:
+                    return tokens is not None and tokens.verify(given, "metrics") is not None
+                except LuminaError as exc:  # a damaged tokens file refuses, and says why in the log
+                    log.warning("/metrics: %s", exc)
+                    return False
             provider = getattr(self.application, "auth_provider", None)  # a user logged in to the dashboard
             if provider is None:
                 return False
@@ -333,7 +342,11 @@ def metrics_handler(source: Any, access: str = "open", token: str | None = None)
             if not await self._allowed():
                 self.set_status(401)
                 self.set_header("WWW-Authenticate", 'Bearer realm="lumina metrics"')
-                hint = "send Authorization: Bearer TOKEN (lumina serve --metrics-token)" if expected else "log in first"
+                hint = (
+                    "send Authorization: Bearer TOKEN (lumina tokens create NAME, or lumina serve --metrics-token)"
+                    if expected is not None or tokens is not None
+                    else "log in first"
+                )
                 self.finish(f"401: /metrics needs authentication: {hint}\n")
                 return
             text = await IOLoop.current().run_in_executor(None, lambda: exposition(source()))
@@ -432,9 +445,18 @@ def serve(
         )
     extra = []
     if opts.metrics != "off":
-        extra.append((r"/metrics", metrics_handler(app.shared.metrics, opts.metrics, opts.metrics_token)))
+        from pathlib import Path
+
+        from ..config import load_settings
+        from ..security.tokens import TokenFile
+
+        home = lab.settings.home if lab is not None else load_settings().home
+        tokens = TokenFile(Path(home) / "tokens.json")
+        extra.append((r"/metrics", metrics_handler(app.shared.metrics, opts.metrics, opts.metrics_token, tokens)))
         if opts.metrics == "login":
-            log.warning("/metrics needs a dashboard login; give Prometheus a token with --metrics-token")
+            log.warning(
+                "/metrics needs a dashboard login; give Prometheus a token: lumina tokens create prometheus"
+            )
     log.info("serving the dashboard with %r", opts)
     if "basic_auth" in opts:
         from . import login

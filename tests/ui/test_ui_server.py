@@ -60,6 +60,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
         LUMINA_SERVE_OAUTH_SECRET="oauth-secret",
     )
     started: dict[str, tuple[int, subprocess.Popen[str]]] = {}
+    HOMES["password"] = env["LUMINA_HOME"]
     cmd = [sys.executable, "-m", "lumina_lab", "serve", "--no-show"]
     pw, oa, hashed = free_port(), free_port(), free_port()
     started["password"] = (pw, subprocess.Popen([*cmd, "--port", str(pw)], env=env, stderr=subprocess.PIPE, text=True))
@@ -178,6 +179,24 @@ def test_serve_asks_a_user_with_a_second_factor_for_the_current_code_and_audits_
             break
         time.sleep(0.3)
     assert ("carol", False, "code") in rows and ("carol", True, "") in rows
+
+
+@pytest.mark.slow
+def test_prometheus_reads_metrics_with_an_api_token_until_it_is_revoked(
+    servers: dict[str, tuple[int, subprocess.Popen[str]]],
+) -> None:
+    from lumina_lab.security.tokens import TokenFile
+
+    port, _ = servers["password"]
+    tokens = TokenFile(Path(HOMES["password"]) / "tokens.json")  # `lumina tokens create` on the server's machine
+    secret = tokens.create("prometheus")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+        r = c.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+        assert r.status_code == 200 and "lumina_requests_total" in r.text
+        assert c.get("/metrics", headers={"Authorization": "Bearer lmt_wrong"}).status_code == 401
+        tokens.revoke("prometheus")  # the running server stops accepting it
+        r = c.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+        assert r.status_code == 401 and "lumina tokens create" in r.text
 
 
 @pytest.mark.slow
