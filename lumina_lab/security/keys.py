@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DecryptionError, SecurityError
 from .events import KeyCreated, KeyRetired, KeyRotated, audit
+from .files import write_private_json
 
 if TYPE_CHECKING:
     from ..events.bus import InProcessBus
@@ -212,12 +213,7 @@ class KeyRing:
             "keys": {kid: {"key": _b64(k), "created": created.get(kid) or now} for kid, k in self._keys.items()},
         }
         self._created = {kid: e["created"] for kid, e in doc["keys"].items()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1)
-        os.replace(tmp, self.path)
+        write_private_json(self.path, doc)
 
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path is not None else ""

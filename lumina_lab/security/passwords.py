@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError
+from .files import write_private_json
 
 __all__ = ["add_user", "check_login", "hash_password", "is_hash", "read_users", "totp_uri", "verify_password"]
 
@@ -142,10 +143,5 @@ def add_user(path: str | os.PathLike[str], user: str, password: str, *, totp: bo
         users[user] = {"password": hash_password(password), "totp": secret}
     else:
         users[user] = hash_password(password)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(users, f, indent=1)
-    os.replace(tmp, p)
+    write_private_json(p, users)
     return secret

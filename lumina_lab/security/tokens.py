@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ValidationError
 from ..events import Event, event
 from .events import audit
+from .files import write_private_json
 
 if TYPE_CHECKING:
     from ..events.bus import InProcessBus
@@ -102,12 +103,7 @@ class TokenFile:
         return self._entries
 
     def _save(self, entries: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(entries, f, indent=1)
-        os.replace(tmp, self.path)
+        write_private_json(self.path, entries)
         self._stamp = None
 
     def create(self, name: str, scopes: Iterable[str] = ("metrics",)) -> str:
