@@ -113,6 +113,19 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
                 proc.kill()
 
 
+def _login(c: httpx.Client, user: str, password: str, code: str | None = None) -> bool:
+    """Post the login form; whether it logged in (a redirect without an error, and the user cookie set)."""
+    data = {"username": user, "password": password} | ({"code": code} if code is not None else {})
+    r = c.post("/login", data=data)
+    assert r.status_code == 302
+    return "error" not in r.headers["location"] and "user" in c.cookies
+
+
+def _dashboard_shown(c: httpx.Client) -> bool:
+    r = c.get("/")
+    return r.status_code == 200 and "<title>Lumina Lab</title>" in r.text
+
+
 @pytest.mark.slow
 def test_serve_requires_the_password_then_serves_the_dashboard(
     servers: dict[str, tuple[int, subprocess.Popen[str]]],
@@ -122,12 +135,8 @@ def test_serve_requires_the_password_then_serves_the_dashboard(
         r = c.get("/")
         assert r.status_code == 302 and "login" in r.headers["location"]  # no page without a login
         assert c.get("/metrics").status_code == 401  # nor metrics (no token configured: only logged-in users)
-        r = c.post("/login", data={"username": "ann", "password": "wrong"})
-        assert r.status_code == 302 and "error" in r.headers["location"] and "user" not in c.cookies
-        r = c.post("/login", data={"username": "ann", "password": "s3cret"})
-        assert r.status_code == 302 and "user" in c.cookies
-        r = c.get("/")
-        assert r.status_code == 200 and "<title>Lumina Lab</title>" in r.text
+        assert not _login(c, "ann", "wrong")
+        assert _login(c, "ann", "s3cret") and _dashboard_shown(c)
         r = c.get("/metrics")
         assert r.status_code == 200 and "lumina_requests_total" in r.text
 
@@ -140,12 +149,8 @@ def test_serve_checks_logins_against_the_argon2_hashes_of_a_users_file(
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False, timeout=60) as c:
         assert c.get("/").status_code == 302
         for user, password in [("ann", "hunter2"), ("carl", "s3cret"), ("ann", "$argon2id$"), ("ann", "")]:
-            r = c.post("/login", data={"username": user, "password": password})
-            assert r.status_code == 302 and "error" in r.headers["location"] and "user" not in c.cookies, user
-        r = c.post("/login", data={"username": "ann", "password": "s3cret"})
-        assert r.status_code == 302 and "user" in c.cookies
-        r = c.get("/")
-        assert r.status_code == 200 and "<title>Lumina Lab</title>" in r.text
+            assert not _login(c, user, password), user
+        assert _login(c, "ann", "s3cret") and _dashboard_shown(c)
 
 
 @pytest.mark.slow
@@ -157,12 +162,8 @@ def test_serve_asks_a_user_with_a_second_factor_for_the_current_code_and_audits_
     port, _ = servers["hashed"]
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False, timeout=60) as c:
         assert 'name="code"' in c.get("/login").text  # the login page has a code field
-        r = c.post("/login", data={"username": "carol", "password": "c4rol"})  # no code
-        assert "error" in r.headers["location"] and "user" not in c.cookies
-        code = pyotp.TOTP(TOTP_SECRETS["carol"]).now()
-        r = c.post("/login", data={"username": "carol", "password": "c4rol", "code": code})
-        assert r.status_code == 302 and "error" not in r.headers["location"] and "user" in c.cookies
-        assert c.get("/").status_code == 200
+        assert not _login(c, "carol", "c4rol")  # no code
+        assert _login(c, "carol", "c4rol", pyotp.TOTP(TOTP_SECRETS["carol"]).now()) and _dashboard_shown(c)
     from lumina_lab.events.store import open_store
 
     deadline = time.monotonic() + 10
