@@ -122,6 +122,17 @@ def _check_routing_lab(results: dict[str, Any], params: dict[str, Any]) -> None:
     assert results["quality_section_cpu_s"] < 60  # CPU time: wall time depends on what else the machine runs
 
 
+def _check_security(results: dict[str, Any], params: dict[str, Any]) -> None:
+    assert results["sealed_rows"] == 3
+    assert results["rotation"] == {"rewrapped": 5, "keys_after": 1}  # 3 texts + 2 sealed e-mail fields
+    assert results["refused"] == ["another row", "one byte changed"]
+    assert results["logins"] == {"password only": "code", "wrong password": "password", "password + code": "ok"}
+    audit = results["audit"]
+    assert audit["security.decrypt.failed"] == 2 and audit["security.values.rewrapped"] == 1
+    for kind in ("key.created", "key.rotated", "key.retired", "token.created", "token.revoked"):
+        assert audit[f"security.{kind}"] == 1, kind
+
+
 #: notebook stem -> parameters that keep its run short (a notebook checked by nbval keeps its defaults small instead)
 SMALL: dict[str, dict[str, Any]] = {}
 #: notebook stem -> check of the JSON it records (called with the results and the parameters given)
@@ -129,6 +140,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
     "03_routing_lab": _check_routing_lab,
     "05_policy_lab": _check_policy_lab,
     "06_live_dashboard": _check_live_dashboard,
+    "07_security": _check_security,
 }
 
 
