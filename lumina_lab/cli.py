@@ -125,7 +125,32 @@ def _info() -> dict[str, Any]:
         "event_segments": segments,
         "libraries": libs,
         "services": services,
+        "security": _security_info(settings),
     }
+
+
+def _security_info(settings: Any) -> dict[str, Any]:
+    """What protects this home: memory encryption and its key ring, dashboard users, API tokens (read only)."""
+    from .errors import ValidationError
+    from .security import ENV_KEY
+    from .security.passwords import read_users
+    from .security.tokens import TokenFile
+
+    home = Path(settings.home)
+    ring_file = home / "keys" / "keyring.json"
+    ring = str(ring_file) if ring_file.exists() else None
+    out: dict[str, Any] = {
+        "memory_encrypt": settings.memory.encrypt,
+        "key_ring": f"${ENV_KEY}" if os.environ.get(ENV_KEY) else ring,
+    }
+    try:
+        users = read_users(home / "users.json")
+        out["dashboard_users"] = len(users)
+        out["users_with_totp"] = sum(isinstance(e, dict) and bool(e.get("totp")) for e in users.values())
+        out["api_tokens"] = len(TokenFile(home / "tokens.json").names())
+    except ValidationError as exc:  # a damaged file is reported, not fatal to `lumina info`
+        out["error"] = exc.message
+    return out
 
 
 @main.command()
@@ -156,6 +181,10 @@ def info(as_json: bool) -> None:
     for name, row in data["services"].items():
         svc.add_row(name, row["address"], "[green]yes[/]" if row["reachable"] else "[dim]no[/]")
     console.print(svc)
+    sec = data["security"]
+    console.print("[bold]Security[/]")
+    for key, value in sec.items():
+        console.print(f"  {key:<17} {value}")
 
 
 # ---------------------------------------------------------------------------------------- events

@@ -83,3 +83,24 @@ def test_lumina_tokens_create_list_revoke(lumina_home):
     assert runner.invoke(main, ["tokens", "revoke", "prometheus"]).exit_code == 0
     again = runner.invoke(main, ["tokens", "revoke", "prometheus"])
     assert again.exit_code == 2 and "no token named" in again.output
+
+
+def test_lumina_info_reports_what_protects_the_home(lumina_home):
+    runner = CliRunner()
+    before = json.loads(runner.invoke(main, ["info", "--json"]).output)["security"]
+    assert before == {
+        "memory_encrypt": False,
+        "key_ring": None,
+        "dashboard_users": 0,
+        "users_with_totp": 0,
+        "api_tokens": 0,
+    }
+    runner.invoke(main, ["users", "add", "ann", "--totp", "--password-stdin"], input="pw\n")
+    runner.invoke(main, ["tokens", "create", "prometheus"])
+    runner.invoke(main, ["keys", "rotate"])
+    after = json.loads(runner.invoke(main, ["info", "--json"]).output)["security"]
+    assert after["dashboard_users"] == after["users_with_totp"] == after["api_tokens"] == 1
+    assert after["key_ring"] == str(lumina_home / "keys" / "keyring.json")
+    (lumina_home / "tokens.json").write_text("{broken")
+    damaged = json.loads(runner.invoke(main, ["info", "--json"]).output)["security"]
+    assert "is not a tokens file" in damaged["error"]
