@@ -375,7 +375,11 @@ class ConversationMemory:
             try:
                 import json
 
-                data = json.loads(self._graph_file.read_text(encoding="utf-8"))
+                raw = self._graph_file.read_text(encoding="utf-8")
+                sealer = _store_sealer(self.memory.store)
+                if sealer is not None:  # sealed when written (a plain file from before encryption opens as is)
+                    raw = sealer.open(raw, context=f"graph/{self.name}")
+                data = json.loads(raw)
                 graph = SemanticGraph.from_dict(data["graph"])
                 if sum(1 for _ in graph.items()) == len(records):
                     self._replace_graph(graph)
@@ -753,9 +757,13 @@ class ConversationMemory:
         import json
 
         data = {"graph": self.graph.to_dict(), "topics": self._topics.to_dict() if self._topics is not None else None}
+        text = json.dumps(data, separators=(",", ":"))
+        sealer = _store_sealer(self.memory.store)
+        if sealer is not None:  # the graph holds the items' texts, entities and topic terms: sealed like the store
+            text = sealer.seal(text, context=f"graph/{self.name}")
         tmp = self._graph_file.with_name(f".{self._graph_file.name}.{os.getpid()}.tmp")
         self._graph_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, self._graph_file)
 
     def forget(self, ids: str | Iterable[str]) -> int:
@@ -1233,6 +1241,15 @@ class ConversationMemory:
         with self._lock:
             self._save()
         return self._graph_file
+
+
+def _store_sealer(store: Any) -> Any:
+    """The sealer of a store with encryption at rest (the first shard's for a sharded store), else ``None``."""
+    shards = getattr(store, "shards", None)
+    if shards:
+        store = shards[0]
+    sealing = getattr(store, "sealing", None)
+    return sealing.sealer if sealing is not None else None
 
 
 def _hash_id(text: str) -> str:

@@ -102,6 +102,35 @@ def test_a_conversation_memory_on_a_sealed_store_recalls_as_before(tmp_path):
     again.memory.close()
 
 
+def test_the_semantic_graph_file_of_a_sealed_memory_is_sealed_too(tmp_path, monkeypatch):
+    ring = KeyRing.generate(path=tmp_path / "k.json")
+    graph_file = tmp_path / "chat.graph.json"
+
+    def open_mem(keys):
+        store = DuckDBVectorStore(tmp_path / "v.duckdb", lease_s=0.05, encryption=keys)
+        return ConversationMemory(
+            VectorMemory(store, embedder=HashingEmbedder(dim=64)), name="chat", graph_path=graph_file
+        )
+
+    mem = open_mem(ring)
+    mem.remember_many(
+        [{"speaker": "Bob", "text": "I moved to Reykjavik with my passport X1234567.", "dia_id": "D1:1"}],
+        session="1",
+        ts="2023-05-08",
+    )
+    mem.memory.close()
+    text = graph_file.read_text()
+    assert text.startswith("lx1:") and "Reykjavik" not in text and "X1234567" not in text
+
+    def rebuilt(*_: object) -> None:
+        raise AssertionError("the graph was rebuilt instead of read from its sealed file")
+
+    monkeypatch.setattr(ConversationMemory, "_graph_item", rebuilt)
+    again = open_mem(KeyRing.open(tmp_path / "k.json"))
+    assert [n.id for n in again.graph.about("Reykjavik")] == ["item:D1:1"]
+    again.memory.close()
+
+
 def test_bad_encryption_options_are_named(tmp_path):
     with pytest.raises(ValidationError, match="encryption must be a KeyRing or a Sealer, not str"):
         DuckDBVectorStore(tmp_path / "a.duckdb", encryption="secret")
