@@ -846,10 +846,12 @@ class ConversationMemory:
             k: most items returned.
             budget_tokens: if given, items are kept in rank order while their texts fit this many
                 tokens together (an item that does not fit is skipped, smaller ones may still fit).
-                With the config's ``trim`` step, an item that does not fit whole (or, with
-                ``trim_share``, is longer than its share of the tokens left) is returned cut to
-                its ``trim_sentences`` sentences most similar to the query, if they fit
-                (``Recalled.trimmed``); so more of the ``k`` best items fit the budget.
+                With the config's ``trim`` step, the ``k`` best are cut as little as needed to fit
+                together: none if they fit whole, else the longest first, each to its
+                ``trim_sentences`` sentences most relevant to the query and only as far as the
+                excess asks (``Recalled.trimmed``); when even that is not enough, items are packed
+                in rank order, one that does not fit whole (or, with ``trim_share``, is longer than
+                its share of the tokens left) cut the same way.
             level: only ``"working"``, ``"episodic"`` or ``"semantic"`` items (``None``: all).
             where: a metadata filter (``F.speaker == "Ann"`` or a dict), as in ``Collection.search``.
             since, until: only items said in this time range (datetimes, epoch seconds or dates).
@@ -899,6 +901,10 @@ class ConversationMemory:
         working = set(self.working())
         items: list[Recalled] = []
         used = 0
+        packed = self._pack(scored[:k], budget, query, qv, cfg) if trim and budget is not None else None
+        if packed is not None:
+            items = [self._recalled(s, working, text, cut) for s, text, cut in packed]
+            scored = []  # done: the greedy packing below is the fallback
         for s in scored:
             if len(items) >= k:
                 break
@@ -936,6 +942,34 @@ class ConversationMemory:
                 ms=out.ms,
             )
         return out
+
+    def _pack(
+        self, top: list[Scored], budget: int, query: str, qv: np.ndarray | None, cfg: RecallConfig
+    ) -> list[tuple[Scored, str, bool]] | None:
+        """The ``top`` items within ``budget`` tokens, trimmed as little as needed: whole if they fit;
+        else the longest is cut first, only as far as the excess asks (never below an even share of
+        the budget), then the next longest, until they fit.  ``None`` when cutting every long one is
+        not enough (then :meth:`recall` packs greedily, skipping what does not fit)."""
+        texts = [s.text for s in top]
+        tokens = [estimate_tokens(t) for t in texts]
+        cut = [False] * len(top)
+        total = sum(tokens)
+        fair = budget // max(1, len(top))
+        tried: set[int] = set()
+        while total > budget:
+            long_ones = [j for j in range(len(top)) if j not in tried and tokens[j] > fair]
+            if not long_ones:
+                return None
+            j = max(long_ones, key=lambda j: (tokens[j], -j))  # the longest; on a tie the better ranked
+            tried.add(j)
+            limit = max(fair, tokens[j] - (total - budget))
+            short = self._trim(top[j].id, texts[j], query, qv, limit, cfg.trim_sentences, cfg.trim_lexical)
+            if short is None:
+                continue
+            t = estimate_tokens(short)
+            total += t - tokens[j]
+            texts[j], tokens[j], cut[j] = short, t, True
+        return list(zip(top, texts, cut, strict=True))
 
     def _trim(
         self,

@@ -40,13 +40,16 @@ ablation per step):
 After ranking, with a token budget (``ConversationMemory.recall(..., budget_tokens=...)`` and
 ``ConversationMemory.context``):
 
-* ``trim`` — extractive compression of what is returned: a ranked turn that does not fit the
-  tokens left (or, with ``trim_share > 0``, that is longer than ``trim_share`` x its fair share,
-  the tokens left over the slots left) comes back cut to its (at most ``trim_sentences``)
-  sentences most relevant to the query (:meth:`Retriever.sentence_relevance`: cosine plus
-  ``trim_lexical`` x the idf-weighted share of the query's terms it holds), in their order,
-  speaker prefix kept, marked ``trimmed``; so more of the ``k`` best items fit the budget
-  instead of a long one being skipped.  Off: items are kept whole or skipped.
+* ``trim`` — extractive compression of what is returned, as little as needed: the ``k`` best
+  items whole if they fit the budget; else the longest is cut first, only as far as the excess
+  asks (never below an even share), then the next longest, until they fit.  A cut turn keeps its
+  (at most ``trim_sentences``) sentences most relevant to the query
+  (:meth:`Retriever.sentence_relevance`: cosine plus ``trim_lexical`` x the idf-weighted share of
+  the query's terms it holds), in their order, speaker prefix kept, marked ``trimmed``.  When
+  cutting all long ones is not enough, items are packed in rank order instead, and one that does
+  not fit the tokens left (or, with ``trim_share > 0``, is longer than ``trim_share`` x its fair
+  share) is cut the same way.  So the ``k`` best fit the budget instead of a long one being
+  skipped, and answers are cut no more than the budget asks.  Off: items are kept whole or skipped.
 
 Around these, per query:
 

@@ -141,3 +141,33 @@ def test_a_trimmed_turn_keeps_the_sentence_that_shares_the_questions_terms():
     assert next(r for r in rec if r.id == "t0").text.endswith("in Lisbon last spring.")
     off = mem.recall(QUESTION, k=3, budget_tokens=30, config=RecallConfig(trim_lexical=0.0))
     assert "Lisbon" not in next((r.text for r in off if r.id == "t0"), "")
+
+
+def test_top_k_that_fit_whole_are_not_trimmed_even_when_one_is_long():
+    mem = make()
+    whole = mem.recall(QUESTION, k=4)
+    budget = whole.tokens  # exactly what the four whole turns need
+    assert estimate_tokens(LONG) > 1.25 * budget / 4  # longer than its share: the old packing cut it anyway
+    rec = mem.recall(QUESTION, k=4, budget_tokens=budget)
+    assert rec.ids == whole.ids and not any(r.trimmed for r in rec) and rec.tokens <= budget
+
+
+def test_only_the_longest_turn_is_cut_and_only_as_far_as_needed():
+    medium = "Bob: " + FILLER + "Lucy said the beagle puppy already knows his name. " + FILLER
+    mem = ConversationMemory(VectorMemory(backend="memory", embedder=HashingEmbedder(dim=256)))
+    mem.remember_many(
+        [
+            {"speaker": "Ann", "text": LONG.removeprefix("Ann: "), "turn_id": "t0"},
+            {"speaker": "Bob", "text": medium.removeprefix("Bob: "), "turn_id": "t1"},
+            {"speaker": "Ann", "text": "Lucy adopted him in Lisbon.", "turn_id": "t2"},
+        ],
+        session="s1",
+        ts="2023-05-08",
+    )
+    whole = mem.recall(QUESTION, k=3)
+    assert set(whole.ids) == {"t0", "t1", "t2"}
+    budget = whole.tokens - 10  # ten tokens too many: cutting the longest turn is enough
+    rec = mem.recall(QUESTION, k=3, budget_tokens=budget)
+    assert set(rec.ids) == {"t0", "t1", "t2"} and rec.tokens <= budget
+    assert [r.id for r in rec if r.trimmed] == ["t0"]
+    assert next(r for r in rec if r.id == "t1").text == medium
