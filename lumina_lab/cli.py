@@ -132,22 +132,19 @@ def _info() -> dict[str, Any]:
 def _security_info(settings: Any) -> dict[str, Any]:
     """What protects this home: memory encryption and its key ring, dashboard users, API tokens (read only)."""
     from .errors import ValidationError
-    from .security import ENV_KEY
-    from .security.passwords import read_users
-    from .security.tokens import TokenFile
+    from .security import ENV_KEY, keys, passwords, tokens
 
-    home = Path(settings.home)
-    ring_file = home / "keys" / "keyring.json"
+    ring_file = keys.default_path(settings.home)
     ring = str(ring_file) if ring_file.exists() else None
     out: dict[str, Any] = {
         "memory_encrypt": settings.memory.encrypt,
         "key_ring": f"${ENV_KEY}" if os.environ.get(ENV_KEY) else ring,
     }
     try:
-        users = read_users(home / "users.json")
+        users = passwords.read_users(passwords.default_path(settings.home))
         out["dashboard_users"] = len(users)
-        out["users_with_totp"] = sum(isinstance(e, dict) and bool(e.get("totp")) for e in users.values())
-        out["api_tokens"] = len(TokenFile(home / "tokens.json").names())
+        out["users_with_totp"] = sum(passwords.entry_parts(e)[1] is not None for e in users.values())
+        out["api_tokens"] = len(tokens.TokenFile(tokens.default_path(settings.home)).names())
     except ValidationError as exc:  # a damaged file is reported, not fatal to `lumina info`
         out["error"] = exc.message
     return out
@@ -325,15 +322,6 @@ def keys() -> None:
     """The key ring that seals sensitive memory fields (memory.encrypt): show, rotate, rewrap, retire."""
 
 
-def _keyring() -> Any:
-    from .config import load_settings
-    from .security import ENV_KEY, KeyRing
-
-    if os.environ.get(ENV_KEY):
-        return KeyRing.from_env()
-    return KeyRing.open(Path(load_settings().home) / "keys" / "keyring.json")
-
-
 def _needs_file(ring: Any) -> None:
     from .errors import ConfigError
     from .security import ENV_KEY
@@ -350,8 +338,10 @@ def _needs_file(ring: Any) -> None:
 @_friendly_errors
 def keys_show() -> None:
     """Print the key ids (never the keys) and which one is active."""
-    ring = _keyring()
-    where = ring.path if ring.path is not None else "$LUMINA_MASTER_KEY"
+    from .security import ENV_KEY, KeyRing
+
+    ring = KeyRing.configured()
+    where = ring.path if ring.path is not None else f"${ENV_KEY}"
     click.echo(f"key ring: {where}")
     for kid in ring.ids:
         click.echo(f"  {kid}{'  (active)' if kid == ring.active else ''}")
@@ -407,9 +397,9 @@ def users() -> None:
 
 
 def _users_file(path: str | None) -> Path:
-    from .config import load_settings
+    from .security.passwords import default_path
 
-    return Path(path) if path else Path(load_settings().home) / "users.json"
+    return Path(path) if path else default_path()
 
 
 @users.command("add")
@@ -438,12 +428,12 @@ def users_add(name: str, path: str | None, password_stdin: bool, totp: bool) -> 
 @_friendly_errors
 def users_list(path: str | None) -> None:
     """Print the user names (and whether each password is hashed)."""
-    from .security.passwords import is_hash, read_users
+    from .security.passwords import entry_parts, is_hash, read_users
 
     for name, entry in read_users(_users_file(path)).items():
-        stored = entry if isinstance(entry, str) else entry["password"]
+        stored, totp = entry_parts(entry)
         kind = "argon2" if is_hash(stored) else "PLAIN TEXT: run lumina users add " + name
-        click.echo(f"{name}\t{kind}{' + totp' if isinstance(entry, dict) and entry.get('totp') else ''}")
+        click.echo(f"{name}\t{kind}{' + totp' if totp is not None else ''}")
 
 
 # ---------------------------------------------------------------------------------------- tokens

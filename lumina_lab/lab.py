@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from functools import cached_property
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings
-from .errors import LuminaError
+from .errors import ConfigError, LuminaError
 from .events.bus import InProcessBus
 from .events.model import Event, set_default_source
 
@@ -129,7 +128,6 @@ class Lab:
     @cached_property
     def budgets(self) -> BudgetManager:
         """Budgets from the configuration (add more with ``lab.budgets.add(Budget(...))``)."""
-        from .errors import ConfigError
         from .providers import Budget, BudgetManager
 
         budgets = []
@@ -153,8 +151,6 @@ class Lab:
         if m.backend == "duckdb" and "path" not in options:
             options["path"] = Path(self.settings.home) / "memory" / "vectors.duckdb"
         if m.encrypt:
-            from .errors import ConfigError
-
             if m.backend != "duckdb":
                 raise ConfigError(
                     f"memory.encrypt seals texts in the duckdb store, not in {m.backend}",
@@ -164,8 +160,6 @@ class Lab:
             options["encryption"] = self.keys
             options["sealed_metadata"] = list(m.sealed_metadata)
         elif m.sealed_metadata:
-            from .errors import ConfigError
-
             raise ConfigError(
                 "memory.sealed_metadata needs memory.encrypt = true", key="memory.sealed_metadata", hint="set both"
             )
@@ -188,11 +182,9 @@ class Lab:
     def keys(self) -> KeyRing:
         """The key ring that seals sensitive fields: ``$LUMINA_MASTER_KEY`` if set, else
         ``home/keys/keyring.json`` (created on first use); its changes are audit events on :attr:`bus`."""
-        from .security import ENV_KEY, KeyRing
+        from .security import KeyRing
 
-        if os.environ.get(ENV_KEY):
-            return KeyRing.from_env(bus=self.bus)
-        return KeyRing.open(Path(self.settings.home) / "keys" / "keyring.json", create=True, bus=self.bus)
+        return KeyRing.configured(self.settings.home, create=True, bus=self.bus)
 
     @cached_property
     def policy(self) -> PolicyLab:
@@ -298,8 +290,6 @@ class Lab:
     def serve_metrics(self, port: int = 0, *, host: str = "127.0.0.1") -> MetricsServer:
         """Serve Prometheus metrics of this lab on ``http://host:port/metrics`` (``port=0``: a free port)."""
         if self.observability is None or self.observability.metrics is None:
-            from .errors import ConfigError
-
             raise ConfigError(
                 "metrics are off for this lab",
                 key="observability.metrics",

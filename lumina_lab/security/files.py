@@ -7,7 +7,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_private_json"]
+__all__ = ["home_file", "write_private_json"]
+
+
+def home_file(*parts: str, home: str | os.PathLike[str] | None = None) -> Path:
+    """``home / parts`` (``home`` default: the configured ``LUMINA_HOME``)."""
+    if home is None:
+        from ..config import load_settings
+
+        home = load_settings().home
+    return Path(home).joinpath(*parts)
 
 
 def write_private_json(path: Path, doc: Any) -> None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DecryptionError, SecurityError
 from .events import KeyCreated, KeyRetired, KeyRotated, audit
-from .files import write_private_json
+from .files import home_file, write_private_json
 
 if TYPE_CHECKING:
     from ..events.bus import InProcessBus
@@ -44,11 +44,9 @@ KEY_BYTES = 32
 ENV_KEY = "LUMINA_MASTER_KEY"
 
 
-def default_path() -> Path:
-    """``$LUMINA_HOME/keys/keyring.json``."""
-    from ..config import load_settings
-
-    return Path(load_settings().home) / "keys" / "keyring.json"
+def default_path(home: str | os.PathLike[str] | None = None) -> Path:
+    """``<home>/keys/keyring.json`` (``home`` default: ``$LUMINA_HOME``)."""
+    return home_file("keys", "keyring.json", home=home)
 
 
 def _b64(raw: bytes) -> str:
@@ -138,6 +136,20 @@ class KeyRing:
         ring = cls(keys, active, path=p, bus=bus)
         ring._created = {kid: entry.get("created") for kid, entry in doc["keys"].items()}
         return ring
+
+    @classmethod
+    def configured(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = False,
+        bus: InProcessBus | None = None,
+    ) -> KeyRing:
+        """The key ring a home uses: ``$LUMINA_MASTER_KEY`` if set, else :func:`default_path` of ``home``
+        (with ``create``, made on first use)."""
+        if os.environ.get(ENV_KEY):
+            return cls.from_env(bus=bus)
+        return cls.open(default_path(home), create=create, bus=bus)
 
     @classmethod
     def from_env(cls, var: str = ENV_KEY, *, bus: InProcessBus | None = None) -> KeyRing:

@@ -25,9 +25,31 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError
-from .files import write_private_json
+from .files import home_file, write_private_json
 
-__all__ = ["add_user", "check_login", "hash_password", "is_hash", "read_users", "totp_uri", "verify_password"]
+__all__ = [
+    "add_user",
+    "check_login",
+    "default_path",
+    "entry_parts",
+    "hash_password",
+    "is_hash",
+    "read_users",
+    "totp_uri",
+    "verify_password",
+]
+
+
+def default_path(home: str | os.PathLike[str] | None = None) -> Path:
+    """``<home>/users.json`` (``home`` default: ``$LUMINA_HOME``)."""
+    return home_file("users.json", home=home)
+
+
+def entry_parts(entry: str | dict[str, str]) -> tuple[str, str | None]:
+    """A users-file entry as ``(stored password, TOTP secret or None)``."""
+    if isinstance(entry, str):
+        return entry, None
+    return entry.get("password", ""), entry.get("totp") or None
 
 
 def _hasher() -> Any:
@@ -98,12 +120,12 @@ def check_login(entry: Any, password: str, code: str = "", *, user: str = "") ->
     """Whether a login with ``password`` (and ``code``, the user's current TOTP code when their entry has
     a second factor) matches a users-file ``entry``, and why not: ``"password"``, ``"code"`` (missing or
     wrong) or ``"code reused"`` (a code already accepted for ``user`` does not log in twice)."""
-    if isinstance(entry, str):
-        return (True, "") if verify_password(entry, password) else (False, "password")
-    if not isinstance(entry, dict) or not verify_password(entry.get("password", ""), password):
+    if not isinstance(entry, str | dict):
         return False, "password"
-    secret = entry.get("totp")
-    if not secret:
+    stored, secret = entry_parts(entry)
+    if not verify_password(stored, password):
+        return False, "password"
+    if secret is None:
         return True, ""
     import pyotp
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ValidationError
 from ..events import Event, event
 from .events import audit
-from .files import write_private_json
+from .files import home_file, write_private_json
 
 if TYPE_CHECKING:
     from ..events.bus import InProcessBus
@@ -57,11 +57,9 @@ class TokenRevoked(Event):
     name: str
 
 
-def default_path() -> Path:
-    """``$LUMINA_HOME/tokens.json``."""
-    from ..config import load_settings
-
-    return Path(load_settings().home) / "tokens.json"
+def default_path(home: str | os.PathLike[str] | None = None) -> Path:
+    """``<home>/tokens.json`` (``home`` default: ``$LUMINA_HOME``)."""
+    return home_file("tokens.json", home=home)
 
 
 def _digest(token: str) -> str:

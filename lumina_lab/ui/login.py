@@ -12,7 +12,6 @@ there, once per process.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -35,11 +34,12 @@ def _auth_info(handler: Any) -> Any:
     from panel.config import config
     from panel.io.state import state
 
+    from ..security.passwords import read_users
+
     server = state._server_config.get(handler.application, {})
     info = server.get("basic_auth", config.basic_auth)
     if isinstance(info, str) and os.path.isfile(info):
-        with open(info, encoding="utf-8") as f:
-            info = json.loads(f.read())
+        return read_users(info)
     return info
 
 

@@ -445,13 +445,9 @@ def serve(
         )
     extra = []
     if opts.metrics != "off":
-        from pathlib import Path
+        from ..security.tokens import TokenFile, default_path
 
-        from ..config import load_settings
-        from ..security.tokens import TokenFile
-
-        home = lab.settings.home if lab is not None else load_settings().home
-        tokens = TokenFile(Path(home) / "tokens.json")
+        tokens = TokenFile(default_path(lab.settings.home if lab is not None else None))
         extra.append((r"/metrics", metrics_handler(app.shared.metrics, opts.metrics, opts.metrics_token, tokens)))
         if opts.metrics == "login":
             log.warning(
