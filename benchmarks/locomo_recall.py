@@ -33,7 +33,8 @@ Prints one JSON line:
 * ``by_split`` → ``{"dev": {...}, "heldout": {...}}``, the same keys as the top level for
   conversations 0-2 (on which every weight and step was chosen) and for the others (held out:
   never used for a choice), and the short forms ``dev_recall@10`` / ``heldout_recall@10`` (and
-  their multi-hop parts);
+  their multi-hop parts); ``heldout_multi-hop_interval`` → ``n`` (questions) and ``ci95``, the 95%
+  bootstrap interval of that held-out multi-hop mean (questions resampled, fixed seed);
 * ``embedder_identity`` — the embedder that really ran (``minilm:all-MiniLM-L6-v2`` or the hashing one);
 * with ``--ablations``: ``ablations`` → ``{"dense_only" | "first_pass" | "-<step>": {...}}``, the plain
   top-10 recall (compare with ``recall@10_unbudgeted``), its multi-hop part and its held-out part.
@@ -140,6 +141,20 @@ class Scores:
     ) -> float:
         key = "plain10" if plain else 10
         return _mean([r[2][key] for r in self.rows if where(r[0]) and (category is None or r[1] == category)])
+
+    def interval(
+        self, where: Callable[[int], bool] = lambda c: True, category: int | None = None, n_boot: int = 2000
+    ) -> dict[str, Any]:
+        """``n`` questions and the 95% bootstrap interval of their mean recall@10 (questions resampled
+        with replacement, ``n_boot`` times, fixed seed): how far a mean over this few questions can move."""
+        import numpy as np
+
+        xs = np.array([r[2][10] for r in self.rows if where(r[0]) and (category is None or r[1] == category)])
+        if not len(xs):
+            return {"n": 0, "ci95": [float("nan"), float("nan")]}
+        means = xs[np.random.default_rng(0).integers(0, len(xs), (n_boot, len(xs)))].mean(axis=1)
+        lo, hi = np.quantile(means, [0.025, 0.975])
+        return {"n": len(xs), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -342,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         out["heldout_recall@10"] = main_scores.at10(held)
         out["dev_multi-hop_recall@10"] = main_scores.at10(dev, 1)
         out["heldout_multi-hop_recall@10"] = main_scores.at10(held, 1)
+        out["heldout_multi-hop_interval"] = main_scores.interval(held, 1)
     out["anchor"] = {
         "bm25_recall@10": 0.583,
         "bm25_multi-hop_recall@10": 0.248,

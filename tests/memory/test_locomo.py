@@ -195,6 +195,11 @@ def test_the_benchmarks_read_files_through_the_loader(tmp_path):
     for part in (dev, held):
         assert {"recall@5", "recall@10", "recall@20", "by_category"} <= set(part)
     assert out["dev_recall@10"] == dev["recall@10"] and out["heldout_recall@10"] == held["recall@10"]
+    interval = out["heldout_multi-hop_interval"]
+    assert interval["n"] == held["by_category"].get("multi-hop", {}).get("n", 0)
+    if interval["n"]:
+        lo, hi = interval["ci95"]
+        assert lo <= out["heldout_multi-hop_recall@10"] <= hi
     proc = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "compression_quality.py"), "--data", str(path), "--ratios", "1,0.5"],
         capture_output=True,
