@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..events import Event, event
+from ..events import Event, event, upcaster
 
 if TYPE_CHECKING:
     from ..events.bus import InProcessBus
@@ -64,15 +64,25 @@ class DecryptFailed(Event):
     reason: str
 
 
-@event("security.login")
+@event("security.login", version=2)
 class LoginAttempted(Event):
     """Someone tried to log in to the served dashboards: ``ok``, and if not, ``reason`` (``password``,
-    ``code``, ``code reused``, ``unknown user``); ``remote`` is the client's address."""
+    ``code``, ``code reused``, ``unknown user``; for an OAuth login the provider's error, e.g.
+    ``access_denied``); ``remote`` is the client's address; ``method`` is how: ``password`` or
+    ``oauth:<provider>`` (e.g. ``oauth:github``).  The user of a refused OAuth login is unknown (``""``).
+
+    Version 2 added ``method`` (version 1 events were all password logins)."""
 
     user: str
     ok: bool
     reason: str = ""
     remote: str | None = None
+    method: str = "password"
+
+
+@upcaster("security.login", from_version=1)
+def _login_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "method": "password"}
 
 
 def audit(bus: InProcessBus | None, cls: type[Event], **fields: Any) -> None:

@@ -7,7 +7,8 @@ add``), plain passwords compared in constant time (older files still work), and 
 users with a TOTP second factor (the login page gets a "code" field).  Every attempt is a
 ``security.login`` audit event on the bus :data:`audit_bus` returns, when serve sets it.  Panel
 builds its auth provider inside ``panel.serve``; the swap is of the provider class Panel looks up
-there, once per process.
+there, once per process.  :func:`install_oauth_audit` does the same for the OAuth/OIDC providers:
+their logins are audited too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["audit_bus", "install_password_check"]
+__all__ = ["audit_bus", "install_oauth_audit", "install_password_check"]
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,58 @@ def _with_code_field(template: Any) -> Any:
     return pauth._env.from_string(source[:end] + "\n        " + _CODE_FIELD + source[end:])
 
 
-def _audit_login(user: str, ok: bool, reason: str, remote: str | None) -> None:
+def install_oauth_audit(provider: str) -> bool:
+    """Make every OAuth login through Panel's ``provider`` handler a ``security.login`` audit event
+    (idempotent); whether it is audited.
+
+    The event comes when the provider sends the browser back (with a code, or an error): ``ok`` with
+    the user Panel took from the provider's answer, or not, with the provider's error or Panel's
+    reason for refusing (a state mismatch, a token the provider would not give).  The redirect to
+    the provider is not an attempt.  Handlers that do not run the authorization-code flow of
+    Panel's ``OAuthLoginHandler`` (``password``, ``pam``, ``auth_code``) are left as they are, and the
+    log says that their logins are not audited.
+    """
+    import panel.auth as pauth
+
+    base = pauth.AUTH_PROVIDERS[provider]
+    if getattr(base, "_lumina_audited", False):
+        return True
+    if getattr(base, "get", None) is not pauth.OAuthLoginHandler.get or "post" in vars(base):
+        log.warning("logins through the %r provider are not audited (not Panel's OAuth code flow)", provider)
+        return False
+    method = f"oauth:{provider}"
+
+    class AuditedLoginHandler(base):  # type: ignore[misc,valid-type]
+        _lumina_audited = True
+
+        async def get(self) -> None:
+            args = self.request.arguments
+            nxt = self.get_argument("next", "")
+            if not ("code" in args or "error" in args or "code=" in nxt or "error=" in nxt):
+                await super().get()  # the way out to the provider: not an attempt yet
+                return
+            self._lumina_user: str | None = None
+            remote = self.request.remote_ip
+            try:
+                await super().get()
+            except Exception as exc:
+                reason = getattr(exc, "reason", None) or getattr(exc, "log_message", None) or type(exc).__name__
+                _audit_login("", False, str(reason), remote, method)
+                raise
+            user = self._lumina_user
+            _audit_login(user or "", user is not None, "" if user is not None else "no user", remote, method)
+
+        async def get_authenticated_user(self, *args: Any, **kwargs: Any) -> Any:
+            user = await super().get_authenticated_user(*args, **kwargs)
+            self._lumina_user = user if isinstance(user, str) else None
+            return user
+
+    AuditedLoginHandler.__name__ = AuditedLoginHandler.__qualname__ = base.__name__
+    pauth.AUTH_PROVIDERS[provider] = AuditedLoginHandler
+    return True
+
+
+def _audit_login(user: str, ok: bool, reason: str, remote: str | None, method: str = "password") -> None:
     from ..security.events import LoginAttempted, audit
 
     bus = None
@@ -118,4 +170,4 @@ def _audit_login(user: str, ok: bool, reason: str, remote: str | None) -> None:
             log.warning("no bus for the login audit event: %s", exc)
     if not ok:
         log.warning("failed login for %r from %s (%s)", user, remote, reason)
-    audit(bus, LoginAttempted, user=user, ok=ok, reason=reason, remote=remote)
+    audit(bus, LoginAttempted, user=user, ok=ok, reason=reason, remote=remote, method=method)

@@ -5,8 +5,10 @@ process share one :class:`~lumina_lab.lab.Lab` and one :class:`~lumina_lab.ui.fe
 follows the event log so the dashboard shows what every process on the machine publishes (notebook
 kernels, ``lumina demo``, this server). Authentication is Panel's: a password (or a JSON file of
 ``{"user": "password"}``) with a login page and a signed cookie, or an OAuth/OIDC provider
-(GitHub, Google, Azure, Okta, Auth0, generic OIDC...). Serving on an address other than loopback without
-authentication is refused unless explicitly allowed.
+(GitHub, Google, Azure, Okta, Auth0, generic OIDC...); password logins are checked against argon2 hashes
+(and TOTP codes), and every login attempt, password or OAuth, is a ``security.login`` audit event
+(:mod:`lumina_lab.ui.login`). Serving on an address other than loopback without authentication is
+refused unless explicitly allowed.
 
 Pages: ``/`` is the dashboard; ``/?components=memory`` (comma-separated names) shows only those views, which
 is how the JupyterLab sidebar opens one view in a Lab tab; ``?theme=dark`` picks the theme.
@@ -454,10 +456,13 @@ def serve(
                 "/metrics needs a dashboard login; give Prometheus a token: lumina tokens create prometheus"
             )
     log.info("serving the dashboard with %r", opts)
-    if "basic_auth" in opts:
+    if "basic_auth" in opts or "oauth_provider" in opts:
         from . import login
 
-        login.install_password_check()
+        if "basic_auth" in opts:
+            login.install_password_check()
+        else:
+            login.install_oauth_audit(opts["oauth_provider"])
         login.audit_bus = lambda: app.shared.lab().bus  # every login attempt is a security.login event
     server = pn.serve(
         {"/": app},

@@ -49,6 +49,91 @@ TOTP_SECRETS: dict[str, str] = {}
 HOMES: dict[str, str] = {}
 
 
+class OIDCProvider:
+    """A small OpenID Connect provider on 127.0.0.1 (authorization-code flow), as an identity provider
+    answers Panel's generic OAuth handler: ``/authorize`` signs in :attr:`user` (or, with :attr:`deny`,
+    answers ``access_denied``) and sends the browser back with a one-time code; ``/token`` exchanges
+    that code, for this client only, for an access token and an id_token naming the user's e-mail."""
+
+    CLIENT, SECRET = "lumina-client", "oidc-secret"
+
+    def __init__(self) -> None:
+        import base64
+        import secrets
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlencode, urlparse
+
+        self.user, self.deny = "ada@example.org", False
+        self.codes: dict[str, tuple[str, str]] = {}  # code -> (user, redirect_uri)
+        self.exchanged: list[str] = []
+        idp = self
+
+        def b64(obj: object) -> str:
+            return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _json(self, status: int, body: dict[str, object]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                if url.path != "/authorize" or q.get("client_id") != idp.CLIENT or "redirect_uri" not in q:
+                    return self._json(400, {"error": "invalid_request"})
+                if idp.deny:
+                    back = {"error": "access_denied", "state": q.get("state", "")}
+                else:
+                    code = secrets.token_urlsafe(16)
+                    idp.codes[code] = (idp.user, q["redirect_uri"])
+                    back = {"code": code, "state": q.get("state", "")}
+                self.send_response(302)
+                self.send_header("Location", q["redirect_uri"] + "?" + urlencode(back))
+                self.end_headers()
+
+            def do_POST(self) -> None:
+                form = {
+                    k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()
+                }
+                if self.path != "/token":
+                    return self._json(404, {"error": "not_found"})
+                if (form.get("client_id"), form.get("client_secret")) != (idp.CLIENT, idp.SECRET):
+                    return self._json(401, {"error": "invalid_client"})
+                user, redirect_uri = idp.codes.pop(form.get("code", ""), (None, None))  # a code works once
+                if user is None or form.get("redirect_uri") != redirect_uri:
+                    return self._json(400, {"error": "invalid_grant"})
+                idp.exchanged.append(user)
+                id_token = ".".join([b64({"alg": "none"}), b64({"sub": user.split("@")[0], "email": user}), ""])
+                self._json(
+                    200,
+                    {
+                        "access_token": secrets.token_urlsafe(24),
+                        "token_type": "Bearer",
+                        "expires_in": 3600,
+                        "id_token": id_token,
+                    },
+                )
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+IDP: list[OIDCProvider] = []
+
+
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[int, subprocess.Popen[str]]]]:
     """Two `lumina serve` processes started at once (for the module): one with a password, one with GitHub OAuth."""
@@ -99,11 +184,41 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
             text=True,
         ),
     )
+    # generic OpenID Connect against the provider above, with the dev profile's file event log (the audit)
+    idp = OIDCProvider()
+    IDP.append(idp)
+    oidc = free_port()
+    env_oidc = {k: v for k, v in env_oauth.items() if k not in ("LUMINA_PROFILE", "LUMINA_SERVE_OAUTH_SECRET")}
+    env_oidc["LUMINA_HOME"] = HOMES["oidc"] = str(tmp_path_factory.mktemp("serve-oidc-home"))
+    env_oidc["LUMINA_SERVE_OAUTH_SECRET"] = idp.SECRET
+    urls = {"AUTHORIZE_URL": f"{idp.url}/authorize", "TOKEN_URL": f"{idp.url}/token"}
+    started["oidc"] = (
+        oidc,
+        subprocess.Popen(
+            [
+                *cmd,
+                "--port",
+                str(oidc),
+                "--oauth-provider",
+                "generic",
+                "--oauth-key",
+                idp.CLIENT,
+                "--oauth-redirect-uri",
+                f"http://127.0.0.1:{oidc}/login",
+                "--oauth-extra-params",
+                json.dumps(urls),
+            ],
+            env=env_oidc,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+    )
     try:
         for port, proc in started.values():
             wait_for(port, proc)
         yield started
     finally:
+        idp.close()
         for _, proc in started.values():
             proc.terminate()
         for _, proc in started.values():
@@ -164,22 +279,8 @@ def test_serve_asks_a_user_with_a_second_factor_for_the_current_code_and_audits_
         assert 'name="code"' in c.get("/login").text  # the login page has a code field
         assert not _login(c, "carol", "c4rol")  # no code
         assert _login(c, "carol", "c4rol", pyotp.TOTP(TOTP_SECRETS["carol"]).now()) and _dashboard_shown(c)
-    from lumina_lab.events.store import open_store
-
-    deadline = time.monotonic() + 10
-    rows: list[tuple[str, bool, str]] = []
-    while time.monotonic() < deadline:
-        store = open_store(home=HOMES["hashed"])
-        try:
-            frame = store.query(type="security.login")
-        finally:
-            store.close()
-        payloads = [json.loads(p) if isinstance(p, str) else p for p in frame["payload"]] if len(frame) else []
-        rows = [(p["user"], p["ok"], p["reason"]) for p in payloads]
-        if ("carol", True, "") in rows:
-            break
-        time.sleep(0.3)
-    assert ("carol", False, "code") in rows and ("carol", True, "") in rows
+    rows = _logins(HOMES["hashed"], until=("carol", True, "", "password"))
+    assert ("carol", False, "code", "password") in rows and ("carol", True, "", "password") in rows
 
 
 @pytest.mark.slow
@@ -212,6 +313,60 @@ def test_serve_with_oauth_sends_the_browser_to_the_provider(
         assert r.status_code == 302
         location = r.headers["location"]
         assert location.startswith("https://github.com/login/oauth/authorize") and "client_id=client-id" in location
+
+
+def _logins(home: str, until: tuple[str, bool, str, str]) -> list[tuple[str, bool, str, str]]:
+    """``(user, ok, reason, method)`` of the ``security.login`` events in ``home``'s event log, read
+    until ``until`` is among them (or 10 s passed: the server writes its log in batches)."""
+    from lumina_lab.events.store import open_store
+
+    deadline = time.monotonic() + 10
+    rows: list[tuple[str, bool, str, str]] = []
+    while time.monotonic() < deadline:
+        store = open_store(home=home)
+        try:
+            frame = store.query(type="security.login")
+        finally:
+            store.close()
+        payloads = [json.loads(p) if isinstance(p, str) else p for p in frame["payload"]] if len(frame) else []
+        rows = [(p["user"], p["ok"], p["reason"], p.get("method", "password")) for p in payloads]
+        if until in rows:
+            break
+        time.sleep(0.3)
+    return rows
+
+
+@pytest.mark.slow
+def test_serve_logs_in_through_an_openid_connect_provider_and_audits_each_attempt(
+    servers: dict[str, tuple[int, subprocess.Popen[str]]],
+) -> None:
+    """The whole authorization-code round trip: dashboard -> login -> provider -> back with a code ->
+    Panel exchanges it (server to server) -> the dashboard, as the provider's user; a refusal at the
+    provider is a 401, and both attempts are security.login events with the method."""
+    port, _ = servers["oidc"]
+    idp = IDP[-1]
+    idp.deny = False
+    with httpx.Client(follow_redirects=False, timeout=60) as c:
+        app = f"http://127.0.0.1:{port}"
+        r = c.get(f"{app}/")
+        assert r.status_code == 302 and "login" in r.headers["location"]
+        r = c.get(f"{app}/login")
+        assert r.status_code == 302 and r.headers["location"].startswith(f"{idp.url}/authorize?")
+        r = c.get(r.headers["location"])  # the provider signs the user in and sends the browser back
+        assert r.status_code == 302 and r.headers["location"].startswith(f"{app}/login?code=")
+        r = c.get(r.headers["location"])  # Panel trades the code for tokens at /token
+        assert r.status_code == 302 and "user" in c.cookies, r.text[:500]
+        assert idp.exchanged == ["ada@example.org"] and not idp.codes  # the code was used, once
+        page = c.get(f"{app}/")
+        assert page.status_code == 200 and "<title>Lumina Lab</title>" in page.text
+    idp.deny = True
+    with httpx.Client(follow_redirects=False, timeout=60) as c:
+        r = c.get(c.get(f"http://127.0.0.1:{port}/login").headers["location"])
+        assert "error=access_denied" in r.headers["location"]
+        assert c.get(r.headers["location"]).status_code == 401 and "user" not in c.cookies
+    rows = _logins(HOMES["oidc"], until=("", False, "access_denied", "oauth:generic"))
+    assert ("ada@example.org", True, "", "oauth:generic") in rows
+    assert ("", False, "access_denied", "oauth:generic") in rows
 
 
 TOKEN = "prometheus-scrape-token-0123456789"
