@@ -15,7 +15,9 @@ from ..events import Event, event, upcaster
 if TYPE_CHECKING:
     from ..events.bus import InProcessBus
 
-__all__ = ["DecryptFailed", "KeyCreated", "KeyRetired", "KeyRotated", "LoginAttempted", "ValuesRewrapped", "audit"]
+__all__ = [
+    "AccessRefused",
+    "DecryptFailed", "KeyCreated", "KeyRetired", "KeyRotated", "LoginAttempted", "ValuesRewrapped", "audit"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,18 @@ class LoginAttempted(Event):
     reason: str = ""
     remote: str | None = None
     method: str = "password"
+
+
+@event("security.access.refused")
+class AccessRefused(Event):
+    """A request for a protected endpoint of ``lumina serve`` was turned away: ``resource`` (``/metrics``),
+    ``reason`` (``unknown token``: a bearer token that is not, or no longer, valid; ``not logged in``;
+    ``no credentials``; ``tokens file unreadable``) and ``remote``, the client's address.  The token
+    itself is never in the event."""
+
+    resource: str
+    reason: str
+    remote: str | None = None
 
 
 @upcaster("security.login", from_version=1)

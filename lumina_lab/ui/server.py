@@ -31,7 +31,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ConfigError, LuminaError
@@ -300,11 +300,18 @@ def make_app(
     return app
 
 
-def metrics_handler(source: Any, access: str = "open", token: str | None = None, tokens: Any = None) -> Any:
+def metrics_handler(
+    source: Any,
+    access: str = "open",
+    token: str | None = None,
+    tokens: Any = None,
+    audit_bus: Callable[[], Any] | None = None,
+) -> Any:
     """The tornado handler of ``/metrics`` in the Panel server (``source``: a function returning what
     :func:`~lumina_lab.observability.server.as_registry` accepts; ``access``: see :func:`metrics_access`;
     ``tokens``: a :class:`~lumina_lab.security.tokens.TokenFile` whose ``metrics`` tokens are accepted as
-    bearers beside ``token``)."""
+    bearers beside ``token``; ``audit_bus``: returns the bus on which each refusal is a
+    ``security.access.refused`` event)."""
     from prometheus_client import CONTENT_TYPE_LATEST
     from tornado import web
     from tornado.ioloop import IOLoop
@@ -318,30 +325,48 @@ def metrics_handler(source: Any, access: str = "open", token: str | None = None,
     expected = token.encode() if token else None
 
     class LuminaMetricsHandler(web.RequestHandler):
-        async def _allowed(self) -> bool:
+        async def _refusal(self) -> str | None:
+            """Why this request may not read the metrics (``None``: it may)."""
             if access == "open":
-                return True
+                return None
             scheme, _, credentials = self.request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() == "bearer" and (expected is not None or tokens is not None):
                 given = credentials.strip()
                 if expected is not None and hmac.compare_digest(given.encode(), expected):
-                    return True
+                    return None
                 try:
-                    return tokens is not None and tokens.verify(given, "metrics") is not None
+                    ok = tokens is not None and tokens.verify(given, "metrics") is not None
                 except LuminaError as exc:  # a damaged tokens file refuses, and says why in the log
                     log.warning("/metrics: %s", exc)
-                    return False
+                    return "tokens file unreadable"
+                return None if ok else "unknown token"
             provider = getattr(self.application, "auth_provider", None)  # a user logged in to the dashboard
             if provider is None:
-                return False
+                return "no credentials"
             if getattr(provider, "get_user", None) is not None:
-                return bool(provider.get_user(self))
-            if getattr(provider, "get_user_async", None) is not None:
-                return bool(await provider.get_user_async(self))
-            return False
+                user = provider.get_user(self)
+            elif getattr(provider, "get_user_async", None) is not None:
+                user = await provider.get_user_async(self)
+            else:
+                user = None
+            return None if user else "not logged in"
+
+        def _audit(self, reason: str) -> None:
+            if audit_bus is None:
+                return
+            from ..security.events import AccessRefused, audit
+
+            try:
+                bus = audit_bus()
+            except Exception as exc:  # the answer must not fail because the audit trail is not reachable
+                log.warning("no bus for the access audit event: %s", exc)
+                return
+            audit(bus, AccessRefused, resource="/metrics", reason=reason, remote=self.request.remote_ip)
 
         async def get(self) -> None:
-            if not await self._allowed():
+            refusal = await self._refusal()
+            if refusal is not None:
+                self._audit(refusal)
                 self.set_status(401)
                 self.set_header("WWW-Authenticate", 'Bearer realm="lumina metrics"')
                 hint = (
@@ -446,15 +471,15 @@ def serve(
             "a threaded server runs in one process", key="num_procs", hint="use num_procs=1 with threaded=True"
         )
     extra = []
+    audit_to = lambda: app.shared.lab().bus  # noqa: E731 - the bus of the audit events (logins, refusals)
     if opts.metrics != "off":
         from ..security.tokens import TokenFile, default_path
 
         tokens = TokenFile(default_path(lab.settings.home if lab is not None else None))
-        extra.append((r"/metrics", metrics_handler(app.shared.metrics, opts.metrics, opts.metrics_token, tokens)))
+        handler = metrics_handler(app.shared.metrics, opts.metrics, opts.metrics_token, tokens, audit_to)
+        extra.append((r"/metrics", handler))
         if opts.metrics == "login":
-            log.warning(
-                "/metrics needs a dashboard login; give Prometheus a token: lumina tokens create prometheus"
-            )
+            log.warning("/metrics needs a dashboard login; give Prometheus a token: lumina tokens create prometheus")
     log.info("serving the dashboard with %r", opts)
     if "basic_auth" in opts or "oauth_provider" in opts:
         from . import login
@@ -463,7 +488,7 @@ def serve(
             login.install_password_check()
         else:
             login.install_oauth_audit(opts["oauth_provider"])
-        login.audit_bus = lambda: app.shared.lab().bus  # every login attempt is a security.login event
+        login.audit_bus = audit_to  # every login attempt is a security.login event
     server = pn.serve(
         {"/": app},
         extra_patterns=extra,

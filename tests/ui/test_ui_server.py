@@ -315,25 +315,42 @@ def test_serve_with_oauth_sends_the_browser_to_the_provider(
         assert location.startswith("https://github.com/login/oauth/authorize") and "client_id=client-id" in location
 
 
-def _logins(home: str, until: tuple[str, bool, str, str]) -> list[tuple[str, bool, str, str]]:
-    """``(user, ok, reason, method)`` of the ``security.login`` events in ``home``'s event log, read
-    until ``until`` is among them (or 10 s passed: the server writes its log in batches)."""
+def _audited(home: str, type_: str, fields: tuple[str, ...], until: tuple[object, ...]) -> list[tuple[object, ...]]:
+    """``fields`` of the ``type_`` events in ``home``'s event log, read until ``until`` is among them
+    (or 10 s passed: the server writes its log in batches)."""
     from lumina_lab.events.store import open_store
 
     deadline = time.monotonic() + 10
-    rows: list[tuple[str, bool, str, str]] = []
+    rows: list[tuple[object, ...]] = []
     while time.monotonic() < deadline:
         store = open_store(home=home)
         try:
-            frame = store.query(type="security.login")
+            frame = store.query(type=type_)
         finally:
             store.close()
         payloads = [json.loads(p) if isinstance(p, str) else p for p in frame["payload"]] if len(frame) else []
-        rows = [(p["user"], p["ok"], p["reason"], p.get("method", "password")) for p in payloads]
+        rows = [tuple(p.get(f) for f in fields) for p in payloads]
         if until in rows:
             break
         time.sleep(0.3)
     return rows
+
+
+def _logins(home: str, until: tuple[str, bool, str, str]) -> list[tuple[object, ...]]:
+    """``(user, ok, reason, method)`` of the ``security.login`` events in ``home``'s event log."""
+    return _audited(home, "security.login", ("user", "ok", "reason", "method"), until)
+
+
+@pytest.mark.slow
+def test_refused_metrics_requests_are_audit_events(servers: dict[str, tuple[int, subprocess.Popen[str]]]) -> None:
+    port, _ = servers["hashed"]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+        assert c.get("/metrics").status_code == 401
+        assert c.get("/metrics", headers={"Authorization": "Bearer lmt_not-a-token"}).status_code == 401
+    fields = ("resource", "reason", "remote")
+    rows = _audited(HOMES["hashed"], "security.access.refused", fields, ("/metrics", "unknown token", "127.0.0.1"))
+    assert ("/metrics", "not logged in", "127.0.0.1") in rows and ("/metrics", "unknown token", "127.0.0.1") in rows
+    assert not any("lmt_" in str(row) for row in rows)  # the token itself is never in the event
 
 
 @pytest.mark.slow
