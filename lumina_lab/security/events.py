@@ -8,6 +8,7 @@ the event store, like every event).  Keys themselves never appear in an event: o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event, event, upcaster
@@ -17,7 +18,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccessRefused",
-    "DecryptFailed", "KeyCreated", "KeyRetired", "KeyRotated", "LoginAttempted", "ValuesRewrapped", "audit"]
+    "DecryptFailed",
+    "KeyCreated",
+    "KeyRetired",
+    "KeyRotated",
+    "LoginAttempted",
+    "ValuesRewrapped",
+    "audit",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +107,17 @@ def _login_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "method": "password"}
 
 
-def audit(bus: InProcessBus | None, cls: type[Event], **fields: Any) -> None:
-    """Publish an audit event if there is a bus; a full or closed bus is logged, never raised."""
+def audit(bus: InProcessBus | Callable[[], InProcessBus | None] | None, cls: type[Event], **fields: Any) -> None:
+    """Publish an audit event if there is a bus; a full or closed bus is logged, never raised.
+
+    ``bus`` may also be a function that returns the bus (a server's, made on first use): if it fails,
+    the event is lost and the log says so, and the request being audited goes on."""
+    if callable(bus) and not hasattr(bus, "publish_sync"):
+        try:
+            bus = bus()
+        except Exception as exc:
+            log.warning("no bus for audit event %s: %s", cls.event_type, exc)
+            return
     if bus is None:
         return
     try:

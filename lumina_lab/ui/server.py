@@ -351,22 +351,12 @@ def metrics_handler(
                 user = None
             return None if user else "not logged in"
 
-        def _audit(self, reason: str) -> None:
-            if audit_bus is None:
-                return
-            from ..security.events import AccessRefused, audit
-
-            try:
-                bus = audit_bus()
-            except Exception as exc:  # the answer must not fail because the audit trail is not reachable
-                log.warning("no bus for the access audit event: %s", exc)
-                return
-            audit(bus, AccessRefused, resource="/metrics", reason=reason, remote=self.request.remote_ip)
-
         async def get(self) -> None:
             refusal = await self._refusal()
             if refusal is not None:
-                self._audit(refusal)
+                from ..security.events import AccessRefused, audit
+
+                audit(audit_bus, AccessRefused, resource="/metrics", reason=refusal, remote=self.request.remote_ip)
                 self.set_status(401)
                 self.set_header("WWW-Authenticate", 'Bearer realm="lumina metrics"')
                 hint = (

@@ -48,3 +48,29 @@ def test_login_events_say_how_the_user_logged_in_and_old_ones_read_as_password_l
     old = {**event.to_envelope(), "schema_version": 1}
     old["payload"] = {k: v for k, v in old["payload"].items() if k != "method"}
     assert default_registry.load(old).method == "password"
+
+
+def test_an_unreachable_audit_trail_never_fails_the_login(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_bus() -> None:
+        raise RuntimeError("event log locked")
+
+    monkeypatch.setattr(login, "audit_bus", no_bus)
+    with caplog.at_level(logging.WARNING, logger="lumina_lab.security.events"):
+        login._audit_login("ann", True, "", "10.0.0.7", "oauth:github")  # returns: the login goes on
+    assert "no bus for audit event security.login: event log locked" in caplog.text
+
+
+def test_audit_takes_the_bus_or_a_function_that_returns_it() -> None:
+    from lumina_lab.events.bus import InProcessBus
+    from lumina_lab.security.events import AccessRefused, audit
+
+    bus = InProcessBus()
+    seen: list[object] = []
+    bus.subscribe("security.*", seen.append)
+    audit(bus, AccessRefused, resource="/metrics", reason="no credentials")
+    audit(lambda: bus, AccessRefused, resource="/metrics", reason="unknown token", remote="10.0.0.7")
+    bus.drain_sync(timeout=5)
+    assert [(e.reason, e.remote) for e in seen] == [("no credentials", None), ("unknown token", "10.0.0.7")]
+    bus.close_sync()
