@@ -210,7 +210,8 @@ def test_the_model_package_is_not_imported() -> None:
 @pytest.mark.slow
 @needs_model
 def test_matches_sentence_transformers(emb) -> None:
-    """The anchor: sentence-transformers on torch (not installed in CI; then this is skipped)."""
+    """The anchor: sentence-transformers on torch (``.ci/run`` installs both when a CPU build of torch is
+    at hand as a local wheel; without them this is skipped)."""
     pytest.importorskip("sentence_transformers", exc_type=ImportError)
     from sentence_transformers import SentenceTransformer
 
