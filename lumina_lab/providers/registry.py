@@ -16,7 +16,7 @@ from ..errors import ConfigError, ValidationError
 from .base import Provider
 from .resilience import CircuitBreaker, RateLimiter
 from .stats import ProviderStats
-from .types import CAPABILITIES, ChatRequest
+from .types import CAPABILITIES, ChatRequest, check_capability
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -193,8 +193,7 @@ class ProviderRegistry:
             return hit
         names = needs.keys() if isinstance(needs, dict) else needs
         for n in names:
-            if n not in self._index:
-                raise ValidationError(f"unknown capability {n!r}", input=n, hint=f"use one of {CAPABILITIES}")
+            check_capability(n)
         ids: set[str] | None = None
         for n in names:
             ids = set(self._index[n]) if ids is None else ids & self._index[n]

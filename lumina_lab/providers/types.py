@@ -152,9 +152,13 @@ class ChatRequest:
 
     def __post_init__(self) -> None:
         if isinstance(self.messages, str):
+            if not self.messages.strip():
+                raise ValidationError("the prompt is empty", input=self.messages, hint="pass the text to send")
             self.messages = [Message("user", self.messages)]
         elif not self.messages:
             raise ValidationError("a ChatRequest needs at least one message", hint="pass the prompt text")
+        if type(self.needs) is not frozenset:  # a replay passes frozensets: one check per request
+            self.needs = coerce_needs(self.needs)
 
     @classmethod
     def of(cls, prompt: str | list[Message], **fields: Any) -> ChatRequest:
@@ -198,6 +202,58 @@ class ChatRequest:
 
 
 _REQUEST_FIELDS = frozenset(ChatRequest.__dataclass_fields__) - {"messages"}
+_NEEDS_HINT = "e.g. needs='code', needs=['code', 'vision'] or needs={'code': 0.8}"
+
+
+def coerce_needs(needs: Any) -> frozenset[str] | dict[str, float]:
+    """A request's ``needs`` as the router reads them: a frozenset of capability names, or
+    ``{name: minimum level}`` with levels in [0, 1].  One name is one capability (``"code"``,
+    not its letters); an unknown name, a level out of range or another type raises a
+    :class:`~lumina_lab.errors.ValidationError` naming it.
+
+    >>> sorted(coerce_needs("code")), coerce_needs({"code": 0.8})
+    (['code'], {'code': 0.8})
+    """
+    if isinstance(needs, str):
+        needs = (needs,)
+    if isinstance(needs, Mapping):
+        levels: dict[str, float] = {}
+        for name, level in needs.items():
+            check_capability(name)
+            if isinstance(level, bool) or not isinstance(level, Real) or not 0 <= level <= 1:
+                raise ValidationError(
+                    f"needs[{name!r}]={level!r}: a minimum level is a number in [0, 1]",
+                    input=level,
+                    hint=f"e.g. needs={{{name!r}: 0.8}}",
+                )
+            levels[name] = float(level)
+        return levels
+    try:
+        names = list(needs)
+    except TypeError:
+        raise ValidationError(
+            f"needs={needs!r} is not a capability name, a list of names or {{name: minimum level}}",
+            input=needs,
+            hint=_NEEDS_HINT,
+        ) from None
+    for name in names:
+        check_capability(name)
+    return frozenset(names)
+
+
+def check_capability(name: Any) -> None:
+    """Raise a :class:`~lumina_lab.errors.ValidationError` unless ``name`` is one of :data:`CAPABILITIES`
+    (with the closest name, when one is close)."""
+    if name in CAPABILITIES:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(str(name), CAPABILITIES, 1)
+    raise ValidationError(
+        f"unknown capability {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+        input=name,
+        hint=f"use one of {', '.join(CAPABILITIES)}",
+    )
 
 
 @dataclass(slots=True)

@@ -155,8 +155,8 @@ class Workload:
         return path
 
     def __repr__(self) -> str:
-        rate = len(self) / self.duration_s if self.duration_s else float("nan")
-        return f"Workload({self.name!r}, requests={len(self):,}, duration={self.duration_s:,.1f}s, mean rate={rate:,.1f}/s)"
+        rate = f"{len(self) / self.duration_s:,.1f}/s" if self.duration_s else "n/a"
+        return f"Workload({self.name!r}, requests={len(self):,}, duration={self.duration_s:,.1f}s, mean rate={rate})"
 
 
 def _attributes(

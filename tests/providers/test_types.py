@@ -123,6 +123,56 @@ def test_chat_request_with_no_messages_is_rejected() -> None:
         ChatRequest([])
 
 
+def test_an_empty_prompt_is_rejected() -> None:
+    for prompt in ("", "  \n"):
+        with pytest.raises(ValidationError, match="the prompt is empty"):
+            ChatRequest(prompt)
+
+
+@pytest.mark.parametrize(
+    ("needs", "expected"),
+    [
+        ("code", frozenset({"code"})),  # one name is one capability, not its letters
+        (["code", "vision"], frozenset({"code", "vision"})),
+        ({"vision", "code"}, frozenset({"code", "vision"})),
+        (("tools",), frozenset({"tools"})),
+        ({"code": 0.8}, {"code": 0.8}),
+        ({"code": 1}, {"code": 1.0}),
+        ([], frozenset()),
+    ],
+)
+def test_needs_become_a_frozenset_of_names_or_minimum_levels(needs: object, expected: object) -> None:
+    assert ChatRequest("hi", needs=needs).needs == expected
+    assert ChatRequest.of("hi", needs=needs).needs == expected
+
+
+@pytest.mark.parametrize(
+    ("needs", "message"),
+    [
+        ("cod", r"unknown capability 'cod' \(did you mean 'code'\?\)"),
+        (["code", "telepathy"], r"unknown capability 'telepathy'"),
+        ({"visoin": 0.5}, r"unknown capability 'visoin' \(did you mean 'vision'\?\)"),
+        ({"code": 2}, r"needs\['code'\]=2: a minimum level is a number in \[0, 1\]"),
+        ({"code": "high"}, r"needs\['code'\]='high': a minimum level is a number in \[0, 1\]"),
+        ({"code": True}, r"needs\['code'\]=True"),
+        (5, r"needs=5 is not a capability name, a list of names or \{name: minimum level\}"),
+    ],
+)
+def test_bad_needs_are_named_with_the_fix(needs: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message) as info:
+        ChatRequest("hi", needs=needs)
+    assert info.value.hint
+
+
+def test_needs_are_checked_where_a_user_routes() -> None:
+    from lumina_lab import Lab
+
+    with Lab(profile="test") as lab:
+        assert lab.route("hi", needs="code").chosen is not None
+        with pytest.raises(ValidationError, match="did you mean 'code'"):
+            lab.route("hi", needs="cod")
+
+
 def test_each_chat_request_gets_a_unique_id() -> None:
     assert ChatRequest("a").id != ChatRequest("a").id
 
