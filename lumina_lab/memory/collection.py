@@ -227,6 +227,10 @@ class Collection:
         """Embed and upsert texts; ids default to a hash of the text (adding twice is idempotent)."""
         if isinstance(texts, str):
             texts = [texts]
+        if texts is None or not isinstance(texts, Iterable):
+            raise ValidationError(
+                f"texts is a {type(texts).__name__}, not text", input=texts, hint="pass a string or a list of strings"
+            )
         texts = list(texts)
         for t in texts:
             if not isinstance(t, str):
@@ -362,6 +366,8 @@ class Collection:
         if fusion not in FUSIONS:
             raise ValidationError(f"fusion={fusion!r} is unknown", input=fusion, hint=f"use one of {FUSIONS}")
         is_text = isinstance(query, str)
+        if is_text and not query.strip():  # type: ignore[union-attr]
+            raise ValidationError("the query is empty", input=query, hint="pass the text to search for")
         if not is_text and mode != "vector":
             raise ValidationError(f"{mode} search needs a text query", hint="pass the query text, not a vector")
         f = parse_filter(where)

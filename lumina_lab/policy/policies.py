@@ -167,7 +167,14 @@ class Policies:
         """``policies.cedar`` (or every ``*.cedar`` file, in name order) and ``linked`` of a folder."""
         path = Path(path)
         if not path.is_dir():
-            raise ValidationError(f"{str(path)!r} is not a folder", input=str(path))
+            looks_like_cedar = any(w in str(path) for w in ("permit", "forbid", "(", ";"))
+            raise ValidationError(
+                f"{str(path)!r} is not a folder",
+                input=str(path),
+                hint="to use policy text, publish it: lab.policy.publish('permit(...);')"
+                if looks_like_cedar
+                else "pass a folder holding policies.cedar (or *.cedar files)",
+            )
         files = [path / "policies.cedar"] if (path / "policies.cedar").is_file() else sorted(path.glob("*.cedar"))
         if not files:
             raise ValidationError(

@@ -141,6 +141,12 @@ def test_bad_search_arguments_are_clear_errors(docs):
         docs.search(np.ones(1024), mode="keyword")
     with pytest.raises(ValidationError, match="texts must be strings"):
         docs.add([1, 2])
+    for empty in ("", "   "):  # not "all-zero query vector": the mistake is the query
+        for mode in ("vector", "keyword", "hybrid"):
+            with pytest.raises(ValidationError, match="the query is empty"):
+                docs.search(empty, mode=mode)
+    with pytest.raises(ValidationError, match="texts is a NoneType, not text"):
+        docs.add(None)  # type: ignore[arg-type]
 
 
 def test_results_render_in_notebooks(docs):

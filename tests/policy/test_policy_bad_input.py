@@ -129,3 +129,12 @@ def test_a_context_that_is_not_a_mapping_and_requests_that_are_not_a_list_are_na
     with pytest.raises(ValidationError, match="requests is a dict"):
         engine.evaluate_batch({"principal": 'User::"a"', "action": "read", "resource": 'Doc::"d1"'})
     assert engine.evaluate_batch([{"principal": 'User::"a"', "action": "read", "resource": 'Doc::"d1"'}])[0].allowed
+
+
+def test_policy_text_given_where_a_folder_belongs_points_to_publish(tmp_path) -> None:
+    with pytest.raises(ValidationError, match="is not a folder") as info:
+        Policies.from_dir("permit(principal, action, resource);")
+    assert "lab.policy.publish(" in info.value.hint
+    with pytest.raises(ValidationError, match="is not a folder") as info:
+        Policies.from_dir(tmp_path / "missing")
+    assert "policies.cedar" in info.value.hint
