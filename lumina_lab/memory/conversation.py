@@ -515,11 +515,24 @@ class ConversationMemory:
         if metadata is None or isinstance(metadata, Mapping):
             metas = [metadata] * len(items)
         else:
+            if isinstance(metadata, str) or not isinstance(metadata, Iterable):
+                raise ValidationError(
+                    f"metadata is a {type(metadata).__name__}, not a dict",
+                    input=metadata,
+                    hint="pass a dict such as {'topic': 'travel'} (or one dict per item)",
+                )
             metas = list(metadata)
             if len(metas) != len(items):
                 raise ValidationError(
                     f"{len(items)} items but {len(metas)} metadata", hint="pass one metadata dict per item"
                 )
+            for m in metas:
+                if m is not None and not isinstance(m, Mapping):
+                    raise ValidationError(
+                        f"metadata is a {type(m).__name__}, not a dict",
+                        input=m,
+                        hint="pass a dict such as {'topic': 'travel'} (or one dict per item)",
+                    )
         if turn_id is not None and len(items) > 1:
             raise ValidationError("turn_id= names one item; give each turn its own 'turn_id' in its mapping")
         default_ts = _ts_or_none(ts, "ts")

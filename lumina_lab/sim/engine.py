@@ -70,10 +70,12 @@ import copy
 import gc
 import heapq
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -128,11 +130,38 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class Outage:
-    """Provider ``provider`` is down from ``start_s`` to ``end_s`` (simulated seconds)."""
+    """Provider ``provider`` is down from ``start_s`` to ``end_s`` (simulated seconds).
+
+    ``RoutingLab.run(..., outages=[...])`` also takes ``(provider, start_s, end_s)`` tuples.
+    """
 
     provider: str
     start_s: float
     end_s: float
+
+    def __post_init__(self) -> None:
+        for name in ("start_s", "end_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0:
+                raise ValidationError(f"Outage {name}={v!r} must be a number of simulated seconds >= 0", input=v)
+        if self.end_s < self.start_s:
+            raise ValidationError(
+                f"Outage ends (end_s={self.end_s!r}) before it starts (start_s={self.start_s!r})",
+                input=(self.start_s, self.end_s),
+            )
+
+    @classmethod
+    def coerce(cls, value: Any) -> Outage:
+        """``value`` as an :class:`Outage` (one already, or a ``(provider, start_s, end_s)`` tuple)."""
+        if isinstance(value, Outage):
+            return value
+        if isinstance(value, tuple | list) and len(value) == 3:
+            return cls(*value)
+        raise ValidationError(
+            f"outage {value!r} is not an Outage",
+            input=value,
+            hint="Outage('provider-id', start_s, end_s), or the tuple ('provider-id', start_s, end_s)",
+        )
 
 
 class _Ctx:
@@ -661,7 +690,7 @@ class _Engine:
         strategy = router.strategy
         self.cascade: Cascade | None = strategy if isinstance(strategy, Cascade) else None
         self.hedge_after = router.hedge_after_s
-        for o in outages:
+        for o in map(Outage.coerce, outages):
             if o.provider not in self.registry:
                 raise ValidationError(f"outage names unknown provider {o.provider!r}", input=o.provider)
             self._push(o.start_s, _TOGGLE, (o.provider, True))

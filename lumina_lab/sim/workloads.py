@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,8 +185,14 @@ def _attributes(
 
 
 def _check_rate(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+    """A rate, duration or period: a finite number > 0 (numpy numbers too, not bools)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not (value > 0 and math.isfinite(value)):
         raise ValidationError(f"{name}={value!r} must be a positive number", input=value)
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ValidationError(f"{name}={value!r} must be a whole number >= 0", input=value, hint=f"e.g. {name}=1000")
 
 
 def poisson(
@@ -199,10 +206,14 @@ def poisson(
 ) -> Workload:
     """Poisson arrivals at ``rate_per_s``: ``n`` requests, or as many as fit in ``duration_s``."""
     _check_rate("rate_per_s", rate_per_s)
+    if n is not None:
+        _check_count("n", n)
+    if duration_s is not None:
+        _check_rate("duration_s", duration_s)
     rng = np.random.default_rng(seed)
     if n is None:
         if duration_s is None:
-            raise ValidationError("poisson() needs n= or duration_s=")
+            raise ValidationError("poisson() needs n= or duration_s=", hint="e.g. poisson(50, n=10_000)")
         n = int(rng.poisson(rate_per_s * duration_s))
     arrivals = np.cumsum(rng.exponential(1.0 / rate_per_s, size=n))
     if duration_s is not None:
@@ -231,8 +242,14 @@ def bursty(
     seed: int = 0,
 ) -> Workload:
     """``base_rate`` with bursts of ``burst_rate`` lasting ``burst_len_s`` every ``burst_every_s``."""
-    _check_rate("base_rate", base_rate)
-    _check_rate("burst_rate", burst_rate)
+    for name, value in (
+        ("base_rate", base_rate),
+        ("burst_rate", burst_rate),
+        ("duration_s", duration_s),
+        ("burst_every_s", burst_every_s),
+        ("burst_len_s", burst_len_s),
+    ):
+        _check_rate(name, value)
     rng = np.random.default_rng(seed)
 
     def rate(t: np.ndarray) -> np.ndarray:
@@ -254,8 +271,9 @@ def diurnal(
     seed: int = 0,
 ) -> Workload:
     """A daily cycle: rate = mean · (1 + amplitude · cos(2 pi (t - peak) / period))."""
-    _check_rate("mean_rate", mean_rate)
-    if not 0 <= amplitude < 1:
+    for name, value in (("mean_rate", mean_rate), ("duration_s", duration_s), ("period_s", period_s)):
+        _check_rate(name, value)
+    if isinstance(amplitude, bool) or not isinstance(amplitude, Real) or not 0 <= amplitude < 1:
         raise ValidationError(f"amplitude={amplitude!r} must be in [0, 1)")
     rng = np.random.default_rng(seed)
     peak = period_s / 2 if peak_at_s is None else peak_at_s

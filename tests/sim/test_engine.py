@@ -150,6 +150,21 @@ def test_the_lab_refuses_live_providers_and_unknown_outages() -> None:
         RoutingLab(fleet()).run(poisson(1, n=5), outages=[Outage("nope", 0, 1)])
     with pytest.raises(ValidationError, match="workload is a list, not a Workload"):
         RoutingLab(fleet()).run([0.1, 0.2], "cheapest")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"outage 'flash' is not an Outage"):
+        RoutingLab(fleet()).run(poisson(1, n=5), outages=["flash"])  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match=r"Outage ends \(end_s=1\) before it starts \(start_s=5\)"):
+        Outage("flash", 5, 1)
+    with pytest.raises(ValidationError, match=r"Outage start_s=-1 must be a number of simulated seconds >= 0"):
+        Outage("flash", -1, 1)
+
+
+def test_outages_may_be_given_as_tuples() -> None:
+    wl = poisson(20, n=400, seed=3)
+    lab = RoutingLab(fleet())
+    as_tuple = lab.run(wl, "cheapest", outages=[("flash", 2.0, 12.0)]).frame
+    as_outage = lab.run(wl, "cheapest", outages=[Outage("flash", 2.0, 12.0)]).frame
+    assert as_tuple.equals(as_outage)
+    assert not as_tuple.equals(lab.run(wl, "cheapest").frame)  # the outage changed where requests went
 
 
 def test_live_router_and_lab_build_use_one_clock() -> None:

@@ -98,6 +98,30 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path) -> None:
         poisson(1, n=3).write(tmp_path / "x.txt")
 
 
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: poisson(5, n=-1), r"n=-1 must be a whole number >= 0"),
+        (lambda: poisson(5, n=2.5), r"n=2.5 must be a whole number >= 0"),
+        (lambda: poisson(5, duration_s=-3), r"duration_s=-3 must be a positive number"),
+        (lambda: poisson(True, n=3), r"rate_per_s=True must be a positive number"),
+        (lambda: diurnal(5, duration_s=-3), r"duration_s=-3 must be a positive number"),  # was numpy's "lam < 0"
+        (lambda: diurnal(5, duration_s=60, period_s=0), r"period_s=0 must be a positive number"),
+        (lambda: diurnal(5, duration_s=60, amplitude="big"), r"amplitude='big' must be in \[0, 1\)"),
+        (lambda: bursty(1, 5, duration_s=float("inf")), r"duration_s=inf must be a positive number"),
+        (lambda: bursty(1, 5, duration_s=60, burst_every_s=0), r"burst_every_s=0 must be a positive number"),
+    ],
+)
+def test_generator_arguments_are_checked(make, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        make()
+
+
+def test_generators_take_numpy_numbers() -> None:
+    assert len(poisson(np.float64(5.0), n=np.int64(7))) == 7
+    assert repr(poisson(5, n=0)).endswith("mean rate=n/a)")
+
+
 def test_custom_tasks() -> None:
     wl = poisson(1, n=100, tasks={"vision": Task(1.0, frozenset({"vision"}), 50, 0.1, 32)}, seed=8)
     assert wl.request(0).needs == frozenset({"vision"}) and wl.request(0).max_tokens == 32
