@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from numbers import Integral, Real
+from typing import Any, Literal
 
 from ..clock import WALL, Clock
 from ..errors import ProviderError, RateLimited, ValidationError
 
-__all__ = ["BreakerState", "CircuitBreaker", "RetryPolicy"]
+__all__ = ["BreakerState", "CircuitBreaker", "RetryPolicy", "check_seconds"]
 
 BreakerState = Literal["closed", "open", "half_open"]
 
@@ -152,6 +154,26 @@ class CircuitBreaker:
         return f"CircuitBreaker(state={self.state!r}, failure_rate={self.current_failure_rate:.2f})"
 
 
+def check_seconds(name: str, value: Any, *, allow_none: bool = False, positive: bool = False, owner: str = "") -> None:
+    """Raise a :class:`~lumina_lab.errors.ValidationError` naming ``name`` (of ``owner``) unless ``value``
+    is a finite number of seconds >= 0 (> 0 with ``positive``), or None when ``allow_none``."""
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, Real)
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        raise ValidationError(
+            f"{owner}{name}={value!r} must be a number of seconds {'> 0' if positive else '>= 0'}"
+            + (" (or None)" if allow_none else ""),
+            input=value,
+            hint=f"e.g. {name}=30",
+        )
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Retries of one provider before falling back to the next.
@@ -167,6 +189,16 @@ class RetryPolicy:
     max_s: float = 5.0
     jitter: bool = True
     max_retry_after_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, Integral) or self.attempts < 1:
+            raise ValidationError(
+                f"RetryPolicy attempts={self.attempts!r} must be a whole number >= 1",
+                input=self.attempts,
+                hint="attempts counts the first call: attempts=1 never retries",
+            )
+        for name in ("base_s", "max_s", "max_retry_after_s"):
+            check_seconds(name, getattr(self, name), owner="RetryPolicy ")
 
     def delay(self, attempt: int, error: BaseException, rng: random.Random) -> float | None:
         """Seconds to wait before retry ``attempt`` (1-based), or None to stop retrying here."""

@@ -42,7 +42,7 @@ from ..events import Event
 from . import events as ev
 from .cost import DEFAULT_OUTPUT_TOKENS, BudgetCrossing, BudgetManager, Reservation, estimate_tokens, predict_cost
 from .registry import ProviderRegistry, ProviderState
-from .resilience import RetryPolicy
+from .resilience import RetryPolicy, check_seconds
 from .strategies import Cascade, Strategy, strategy_from_name
 from .types import ChatRequest, ChatResponse, Message, StreamChunk
 
@@ -124,6 +124,12 @@ class Router:
         clock: Clock | None = None,
         seed: int | None = None,
     ) -> None:
+        check_seconds("timeout_s", timeout_s, allow_none=True, positive=True)
+        check_seconds("hedge_after_s", hedge_after_s, allow_none=True)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ValidationError(
+                f"retry={retry!r} is not a RetryPolicy", input=retry, hint="e.g. retry=RetryPolicy(attempts=3)"
+            )
         self.registry = registry
         self.strategy = strategy_from_name(strategy)  # a property: also looks up its hooks once
         self.bus = bus

@@ -84,6 +84,7 @@ from ..clock import ManualClock
 from ..errors import BudgetExceeded, CircuitOpen, ProviderTimeout, ValidationError
 from ..providers import Budget, BudgetManager, ProviderRegistry, RetryPolicy, Router, SimulatedProvider
 from ..providers.cost import estimate_tokens
+from ..providers.resilience import check_seconds
 from ..providers.router import Call, _continuation
 from ..providers.simulated import Sample, StreamSample
 from ..providers.strategies import Cascade, Strategy, strategy_from_name
@@ -518,8 +519,13 @@ class RoutingLab:
                     f"{p!r} is not a SimulatedProvider",
                     hint="the routing lab replays provider *profiles*; describe real ones with SimulatedProvider(...)",
                 )
-        if hedge_after_s is not None and not hedge_after_s >= 0:
-            raise ValidationError(f"hedge_after_s={hedge_after_s!r} must be >= 0 (or None: no hedging)")
+        check_seconds("timeout_s", timeout_s, allow_none=True, positive=True)
+        check_seconds("hedge_after_s", hedge_after_s, allow_none=True)
+        check_seconds("slo_s", slo_s, positive=True)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ValidationError(
+                f"retry={retry!r} is not a RetryPolicy", input=retry, hint="e.g. retry=RetryPolicy(attempts=3)"
+            )
         self.providers = list(providers)
         self.breaker = dict(breaker or {})
         self.retry = retry or RetryPolicy()

@@ -23,11 +23,20 @@ _LAB_PARAMETERS = ("timeout_s", "hedge_after_s", "slo_s", "retry", "breaker")
 
 
 def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
-    """Cartesian product of parameter axes: ``grid(strategy=["cheapest", "bandit"], seed=range(3))``."""
+    """Cartesian product of parameter axes: ``grid(strategy=["cheapest", "bandit"], seed=range(3))``; an axis
+    given one value (``strategy="cheapest"``) holds just that value."""
     if not axes:
         raise ValidationError("grid() needs at least one axis, e.g. grid(strategy=[...], seed=[...])")
     names = list(axes)
-    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(list(axes[n]) for n in names))]
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(_axis(axes[n]) for n in names))]
+
+
+def _axis(values: Any) -> list[Any]:
+    """An axis's values: a string, a mapping (one ``options`` dict) or a scalar is one value, not its
+    letters or keys; any other iterable is its items."""
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        return [values]
+    return list(values)
 
 
 def _one(lab: RoutingLab, workload: Workload, point: Mapping[str, Any], outages: Sequence[Outage]) -> dict[str, Any]:

@@ -233,6 +233,36 @@ def test_invalid_breaker_settings_are_rejected(kwargs: dict) -> None:
 
 
 # ---------------------------------------------------------------- RetryPolicy
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"attempts": 0}, r"RetryPolicy attempts=0 must be a whole number >= 1"),
+        ({"attempts": "3"}, r"RetryPolicy attempts='3' must be a whole number >= 1"),
+        ({"attempts": 2.5}, r"RetryPolicy attempts=2.5"),
+        ({"base_s": -1}, r"RetryPolicy base_s=-1 must be a number of seconds >= 0"),
+        ({"max_s": float("nan")}, r"RetryPolicy max_s=nan"),
+        ({"max_retry_after_s": "10"}, r"RetryPolicy max_retry_after_s='10'"),
+    ],
+)
+def test_invalid_retry_settings_are_named(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RetryPolicy(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"timeout_s": -1}, r"timeout_s=-1 must be a number of seconds > 0 \(or None\)"),
+        ({"timeout_s": 0}, r"timeout_s=0 must be a number of seconds > 0"),
+        ({"hedge_after_s": -0.5}, r"hedge_after_s=-0.5 must be a number of seconds >= 0 \(or None\)"),
+        ({"retry": 3}, r"retry=3 is not a RetryPolicy"),
+    ],
+)
+def test_invalid_router_timings_are_named(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Router(ProviderRegistry([SimulatedProvider("gpt-4.1-mini")]), **kwargs)
+    Router(ProviderRegistry([SimulatedProvider("gpt-4.1-mini")]), timeout_s=None, hedge_after_s=0)  # both allowed
+
 
 
 ERR = ProviderUnavailable("boom", provider="p")

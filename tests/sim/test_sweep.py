@@ -23,6 +23,22 @@ def lab() -> RoutingLab:
     )
 
 
+def test_a_grid_axis_given_one_value_holds_that_value() -> None:
+    assert grid(strategy="cheapest", seed=range(2)) == [{"strategy": "cheapest", "seed": 0}, {"strategy": "cheapest", "seed": 1}]
+    assert grid(seed=3) == [{"seed": 3}]
+    assert grid(options={"cost": 2.0}) == [{"options": {"cost": 2.0}}]  # one options dict, not its keys
+
+
+def test_the_lab_names_bad_timings() -> None:
+    fleet = [SimulatedProvider("gpt-4.1-mini")]
+    with pytest.raises(ValidationError, match=r"timeout_s=-1 must be a number of seconds > 0"):
+        RoutingLab(fleet, timeout_s=-1)
+    with pytest.raises(ValidationError, match=r"hedge_after_s=-1 must be a number of seconds >= 0"):
+        RoutingLab(fleet, hedge_after_s=-1)
+    with pytest.raises(ValidationError, match=r"slo_s=0 must be a number of seconds > 0"):
+        RoutingLab(fleet, slo_s=0)
+
+
 def test_grid_is_the_cartesian_product() -> None:
     points = grid(strategy=["cheapest", "round_robin"], seed=range(3))
     assert len(points) == 6 and points[0] == {"strategy": "cheapest", "seed": 0}
