@@ -65,6 +65,7 @@ class BaseProvider:
                 pricing = Pricing.for_model(model)
             except ValidationError:
                 pricing = Pricing()
+                _warn_if_misspelt(model)
         self.pricing = _coerce(Pricing, pricing)
 
     async def ainvoke(self, request: ChatRequest) -> ChatResponse:  # pragma: no cover - abstract
@@ -75,6 +76,24 @@ class BaseProvider:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, model={self.model!r})"
+
+
+def _warn_if_misspelt(model: str) -> None:
+    """A model without a list price is free, as a self-hosted one is; one whose name is a near miss of
+    a priced model is probably a typo that would make it the cheapest: say so (once per name)."""
+    import difflib
+    import warnings
+
+    from ..data import pricing_snapshot
+
+    close = difflib.get_close_matches(model, list(pricing_snapshot()["models"]), 1, cutoff=0.85)
+    if close:
+        warnings.warn(
+            f"no list price for model {model!r} (did you mean {close[0]!r}?): its calls count as free; "
+            "fix the name or pass pricing=Pricing(input_per_m=..., output_per_m=...)",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _coerce(cls, value):

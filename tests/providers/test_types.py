@@ -243,3 +243,17 @@ def test_a_simulated_provider_takes_numpy_numbers() -> None:
 
     p = SimulatedProvider("m", error_rate=np.float32(0.25), ttft_s=np.int64(1))
     assert p.error_rate == pytest.approx(0.25) and p.ttft_s == 1
+
+
+def test_a_near_miss_of_a_priced_model_warns_that_it_would_be_free() -> None:
+    import warnings
+
+    from lumina_lab.providers import SimulatedProvider
+
+    with pytest.warns(UserWarning, match=r"no list price for model 'gpt-4o-mni' \(did you mean 'gpt-4o-mini'\?\)"):
+        typo = SimulatedProvider("gpt-4o-mni")
+    assert typo.pricing.input_per_m == 0 and typo.pricing.output_per_m == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a name near no priced model (a self-hosted one) is free without a word
+        assert SimulatedProvider("llama3:8b-instruct").pricing.input_per_m == 0
+        SimulatedProvider("gpt-4o-mni", pricing={"input_per_m": 1.0, "output_per_m": 2.0})  # priced: no warning
