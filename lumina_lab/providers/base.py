@@ -86,7 +86,7 @@ def _warn_if_misspelt(model: str) -> None:
 
     from ..data import pricing_snapshot
 
-    close = difflib.get_close_matches(model, list(pricing_snapshot()["models"]), 1, cutoff=0.85)
+    close = difflib.get_close_matches(model, list(pricing_snapshot()["models"]), 1, cutoff=0.9)
     if close:
         warnings.warn(
             f"no list price for model {model!r} (did you mean {close[0]!r}?): its calls count as free; "
