@@ -43,6 +43,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ValidationError
+from ..events.store.base import check_limit
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -494,8 +495,9 @@ class SpanStore:
             where: SQL over the ``traces`` columns (alias ``t``), e.g. ``"t.calls > 1"``.
             limit: at most this many rows; order: e.g. ``"cost_usd DESC"``.
         """
+        limit = check_limit(limit)
         clause, params = self._filters(since, until, **filters)
-        lim = f" LIMIT {int(limit)}" if limit is not None else ""
+        lim = f" LIMIT {limit}" if limit is not None else ""
         return self._query(f"SELECT t.* FROM traces t{clause} ORDER BY {_order(order)}{lim}", params, since=since)
 
     def spans(

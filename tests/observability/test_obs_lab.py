@@ -30,6 +30,13 @@ def test_settings_and_profiles() -> None:
         load_settings(observability={"exporter": "zipkin"})
 
 
+def test_a_bad_traces_limit_is_named(lumina_home: Path) -> None:
+    from lumina_lab.errors import ValidationError
+
+    with Lab() as lab, pytest.raises(ValidationError, match=r"limit='ten' must be a whole number >= 0"):
+        lab.traces(limit="ten")  # was a bare ValueError from int()
+
+
 def test_lab_traces_roll_up_a_run_and_show_a_waterfall(lumina_home: Path) -> None:
     with Lab(observability={"alerts": [{"name": "errors", "expr": "error_rate > 0.5 for 30s"}]}) as lab:
         assert lab.observability is not None and [r.name for r in lab.observability.alerts.rules] == ["errors"]

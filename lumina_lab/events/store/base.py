@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from numbers import Integral
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...errors import StoreError, ValidationError
@@ -30,6 +31,31 @@ __all__ = ["BufferedEventStore", "TimeLike"]
 
 log = logging.getLogger(__name__)
 TimeLike = datetime | timedelta | str | None
+
+
+def check_limit(limit: Any) -> int | None:
+    """``limit`` as a row count: a whole number >= 0, or None (no limit); anything else is named."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, Integral) or limit < 0:
+        raise ValidationError(
+            f"limit={limit!r} must be a whole number >= 0 (or None: no limit)", input=limit, hint="e.g. limit=100"
+        )
+    return int(limit)
+
+
+def _check_text_filter(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(
+            f"{name}={value!r} must be text",
+            input=value,
+            hint={
+                "type": "a glob over event types, e.g. type='provider.*'",
+                "where": "SQL, e.g. \"type LIKE 'provider.%'\"",
+            }.get(name, f"e.g. {name}='...'"),
+        )
+
+
 P = TypeVar("P")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -349,6 +375,8 @@ class BufferedEventStore:
         until: TimeLike,
         trace_id: str | None = None,
     ) -> tuple[str, list[Any]]:
+        for name, value in (("where", where), ("type", type), ("trace_id", trace_id)):
+            _check_text_filter(name, value)
         clauses, params = [], []
         if where:
             clauses.append(f"({where})")
@@ -387,9 +415,10 @@ class BufferedEventStore:
             trace_id: only events of this trace.
             limit: at most this many rows (the newest, with ``newest_first``).
         """
+        limit = check_limit(limit)
         clause, params = self._where(where, type, since, until, trace_id)
         order = "DESC" if newest_first else "ASC"
-        lim = f" LIMIT {int(limit)}" if limit is not None else ""
+        lim = f" LIMIT {limit}" if limit is not None else ""
         return self.sql(f"SELECT {_COLUMNS} FROM events{clause} ORDER BY ts {order}, id {order}{lim}", params)
 
     def count(

@@ -269,6 +269,21 @@ def test_bad_until_type_raises_validation_error(store):
         store.count(until=12345)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        ({"limit": -1}, r"limit=-1 must be a whole number >= 0"),  # was DuckDB's "LIMIT/OFFSET cannot be negative"
+        ({"limit": "ten"}, r"limit='ten' must be a whole number >= 0"),  # was a bare ValueError
+        ({"limit": 2.5}, r"limit=2.5"),  # was silently 2
+        ({"type": 5}, r"type=5 must be text"),  # was a DuckDB binder error
+        ({"where": ["type = 'x'"]}, r"where=.* must be text"),
+    ],
+)
+def test_bad_query_filters_are_named(store, filters, message):
+    with pytest.raises(ValidationError, match=message):
+        store.query(**filters)
+
+
 def test_limit_and_newest_first(timed):
     oldest = timed.query(limit=3)
     assert len(oldest) == 3
