@@ -1,36 +1,14 @@
-"""The :class:`Provider` protocol and :class:`BaseProvider`, the base of the built-in adapters."""
+"""The :class:`Provider` protocol (from :mod:`.protocol`) and :class:`BaseProvider`, the base of the built-in adapters."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
 
 from ..errors import ValidationError
+from .protocol import Provider
 from .types import Capabilities, ChatRequest, ChatResponse, Limits, Pricing, StreamChunk
 
 __all__ = ["BaseProvider", "Provider"]
-
-
-@runtime_checkable
-class Provider(Protocol):
-    """A model endpoint the router can call.
-
-    ``ainvoke`` returns a whole answer; ``astream`` yields :class:`StreamChunk`
-    objects, the last with ``done=True`` and ``usage``.  Failures raise
-    :class:`~lumina_lab.errors.ProviderError` subclasses (``RateLimited``,
-    ``ProviderTimeout``, ``ProviderUnavailable``, ``StreamBroken``).
-    Cancelling the task that awaits either one cancels the call.
-    """
-
-    id: str
-    model: str
-    capabilities: Capabilities
-    pricing: Pricing
-    limits: Limits
-
-    async def ainvoke(self, request: ChatRequest) -> ChatResponse: ...
-
-    def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]: ...
 
 
 class BaseProvider:

@@ -133,15 +133,29 @@ class _Bucket:
         self.soft = self.budget.soft_ratio * self.budget.limit_usd
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Reservation:
     """Money held for one call until it settles."""
 
     request_id: str
     amount: float
-    buckets: list[str] = field(default_factory=list)
-    settled: bool = False
-    held: list[_Bucket] | None = field(default=None, repr=False, compare=False)  # the buckets of ``buckets``
+    buckets: list[str]
+    settled: bool
+    held: list[_Bucket] | None = field(repr=False, compare=False)  # the buckets of ``buckets``
+
+    def __init__(  # written out: a compiled build compiles it (dataclass-made ones stay interpreted)
+        self,
+        request_id: str,
+        amount: float,
+        buckets: list[str] | None = None,
+        settled: bool = False,
+        held: list[_Bucket] | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.amount = amount
+        self.buckets = [] if buckets is None else buckets
+        self.settled = settled
+        self.held = held
 
 
 @dataclass(frozen=True)

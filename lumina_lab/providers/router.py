@@ -54,7 +54,7 @@ _READ_NOW = attrgetter("_now")  # ManualClock.now() without the call
 _CONTINUE = "Continue exactly where the previous answer stopped. Do not repeat what was already said."
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Call:
     """One admitted call to one provider (see :meth:`Router.begin_call`)."""
 
@@ -65,6 +65,24 @@ class Call:
     probe: bool
     call_no: int
     started: float
+
+    def __init__(  # written out: a compiled build compiles it (dataclass-made ones stay interpreted)
+        self,
+        state: ProviderState,
+        request: ChatRequest,
+        attempt: int,
+        reservation: Reservation | None,
+        probe: bool,
+        call_no: int,
+        started: float,
+    ) -> None:
+        self.state = state
+        self.request = request
+        self.attempt = attempt
+        self.reservation = reservation
+        self.probe = probe
+        self.call_no = call_no
+        self.started = started
 
 
 @dataclass
@@ -879,7 +897,8 @@ def _continuation(request: ChatRequest, partial: str) -> ChatRequest:
 def _hook(strategy: Strategy, name: str) -> Callable[..., None] | None:
     """``strategy.<name>`` bound, or None if it is :class:`Strategy`'s no-op."""
     method = getattr(strategy, name)
-    return None if getattr(method, "__func__", None) is getattr(Strategy, name) else method
+    inherited = getattr(type(strategy), name, None) is getattr(Strategy, name)  # also holds when compiled
+    return None if inherited and name not in getattr(strategy, "__dict__", ()) else method
 
 
 def _pass_slot_on(state: ProviderState) -> None:

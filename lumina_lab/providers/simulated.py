@@ -8,6 +8,7 @@ at all (used to measure router overhead).
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import random
 from collections import deque
@@ -30,17 +31,35 @@ _exp, _log, _sqrt, _cos, _sin = math.exp, math.log, math.sqrt, math.cos, math.si
 _WORDS = ("the", "model", "answers", "with", "a", "plausible", "simulated", "sentence", "about", "your", "request")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Sample:
     """One drawn call: an error (raised after ``fail_after_s``) or an answer taking ``duration_s``."""
 
     error: ProviderError | None
     fail_after_s: float
-    ttft_s: float = 0.0
-    duration_s: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    quality_ok: bool = True
+    ttft_s: float
+    duration_s: float
+    input_tokens: int
+    output_tokens: int
+    quality_ok: bool
+
+    def __init__(  # written out: a compiled build compiles it (dataclass-made ones stay interpreted)
+        self,
+        error: ProviderError | None,
+        fail_after_s: float,
+        ttft_s: float = 0.0,
+        duration_s: float = 0.0,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        quality_ok: bool = True,
+    ) -> None:
+        self.error = error
+        self.fail_after_s = fail_after_s
+        self.ttft_s = ttft_s
+        self.duration_s = duration_s
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.quality_ok = quality_ok
 
 
 @dataclass(slots=True)
@@ -101,7 +120,16 @@ class SimulatedProvider(BaseProvider):
         clock: Clock = WALL,
         **declaration: Any,
     ) -> None:
-        super().__init__(model, id=id, **declaration)
+        unknown = sorted(set(declaration) - {"capabilities", "pricing", "limits"})
+        if unknown:
+            raise TypeError(f"SimulatedProvider() got unexpected keyword argument(s) {unknown}")
+        super().__init__(  # the declaration spelt out: a compiled build mishandles ** into keyword-only arguments
+            model,
+            id=id,
+            capabilities=declaration.get("capabilities"),
+            pricing=declaration.get("pricing"),
+            limits=declaration.get("limits"),
+        )
         for name, rate in (
             ("error_rate", error_rate),
             ("timeout_rate", timeout_rate),
@@ -139,6 +167,39 @@ class SimulatedProvider(BaseProvider):
         self.cancelled = 0
         self._recent: deque[float] = deque()
         self._answers: dict[int, str] = {}
+
+    def clone(self, clock: Clock) -> SimulatedProvider:
+        """A copy of this profile on ``clock`` with state of its own (random draws, counters, outage flag,
+        RPM window): what :meth:`RoutingLab.build <lumina_lab.sim.engine.RoutingLab.build>` replays."""
+        if type(self) is not SimulatedProvider:  # a subclass may hold more: copy everything it has
+            q = copy.copy(self)
+            q.__dict__.update({k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "clock"})
+            q.clock = clock
+            return q
+        q = SimulatedProvider(
+            self.model,
+            id=self.id,
+            ttft_s=self.ttft_s,
+            ttft_sigma=self.ttft_sigma,
+            tokens_per_s=self.tokens_per_s,
+            output_tokens=self.output_tokens,
+            error_rate=self.error_rate,
+            timeout_rate=self.timeout_rate,
+            break_rate=self.break_rate,
+            hang_s=self.hang_s,
+            rpm=self.rpm,
+            quality=self.quality,
+            down=self.down,
+            clock=clock,
+            capabilities=self.capabilities,
+            pricing=self.pricing,
+            limits=self.limits,
+        )
+        q.rng.setstate(self.rng.getstate())
+        q.calls, q.inflight, q.cancelled = self.calls, self.inflight, self.cancelled
+        q._recent = deque(self._recent)
+        q._answers = dict(self._answers)
+        return q
 
     # ------------------------------------------------------------------ draws
     def _draw(self, request: ChatRequest) -> tuple[float, int, float]:

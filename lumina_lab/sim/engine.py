@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..clock import ManualClock
+from ..clock import LabClock, ManualClock
 from ..errors import BudgetExceeded, CircuitOpen, ProviderTimeout, ValidationError
 from ..providers import Budget, BudgetManager, ProviderRegistry, RetryPolicy, Router, SimulatedProvider
 from ..providers.cost import estimate_tokens
@@ -469,17 +469,6 @@ class SimResult:
         return state
 
 
-class _LabClock(ManualClock):
-    """The replay's clock, also the budgets' wall clock (``start_wall`` + simulated time) in one call."""
-
-    def __init__(self, start_wall: float) -> None:
-        super().__init__()
-        self.start_wall = start_wall
-
-    def wall(self) -> float:
-        return self.start_wall + self._now
-
-
 class RoutingLab:
     """Replays workloads through strategies against simulated provider profiles.
 
@@ -539,12 +528,10 @@ class RoutingLab:
     # ------------------------------------------------------------------ building one run
     def build(self, strategy: Strategy | str, *, seed: int = 0) -> tuple[Router, ManualClock]:
         """A fresh router over fresh copies of the fleet, all on one new :class:`ManualClock`."""
-        clock = _LabClock(self.start_wall)
+        clock = LabClock(self.start_wall)
         fleet = []
         for i, p in enumerate(self.providers):
-            q = copy.copy(p)
-            q.__dict__.update({k: copy.deepcopy(v) for k, v in p.__dict__.items() if k not in ("clock",)})
-            q.clock = clock
+            q = p.clone(clock)
             q.rng.seed(seed * 1_000_003 + i)
             fleet.append(q)
         registry = ProviderRegistry(fleet, clock=clock, breaker=self.breaker)
