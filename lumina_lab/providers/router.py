@@ -35,7 +35,6 @@ from ..errors import (
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
-    StreamBroken,
     ValidationError,
 )
 from ..events import Event
@@ -749,123 +748,16 @@ class Router:
         raise self._all_failed(request, tried, errors)
 
     # ------------------------------------------------------------------ streaming
-    async def astream(self, request: ChatRequest | str, **fields: Any) -> AsyncIterator[StreamChunk]:
+    def astream(self, request: ChatRequest | str, **fields: Any) -> AsyncIterator[StreamChunk]:
         """Stream an answer; if a stream breaks, continue on the next provider.
 
         The first chunk after a failover has ``failover_from`` set.  Stopping
         iteration (or cancelling the consumer) cancels the provider's stream.
+        Nothing runs until the first chunk is asked for.
         """
-        if isinstance(request, str):
-            request = ChatRequest.of(request, **fields)
-        self.requests += 1
-        ranked, excluded = self._plan(request)
-        if not ranked:
-            raise self._no_provider(request, excluded)
-        received: list[str] = []
-        failover_from: str | None = None
-        errors: list[BaseException] = []
-        tried: list[str] = []
-        for i, state in enumerate(ranked):
-            await self._slot(state)
-            # the same admission as a whole-answer call (breaker, reservation, dispatch accounting), but a
-            # refusing breaker skips the provider silently and a stream is never retried
-            try:
-                call = self.begin_call(state, request)
-            except CircuitOpen:
-                _pass_slot_on(state)
-                continue
-            except BudgetExceeded as exc:
-                _pass_slot_on(state)
-                errors.append(exc)
-                tried.append(state.id)
-                continue
-            req = request if not received else _continuation(request, "".join(received))
-            if self._wants(ev.CallStarted):
-                await self._emit(
-                    ev.CallStarted(
-                        request_id=request.id, provider=state.id, model=state.provider.model, attempt=1, stream=True
-                    )
-                )
-            start = self.clock.now()
-            ttft: float | None = None
-            outcome: str | None = None  # "ok", "failed", or None if the consumer walked away
-            stream = state.provider.astream(req)
-            chunks = stream.__aiter__()
-            try:
-                while True:
-                    try:  # the timeout bounds the wait for the first chunk and between chunks
-                        chunk = await self._timed(chunks.__anext__(), request, state)
-                    except StopAsyncIteration:
-                        break
-                    if ttft is None:
-                        ttft = self.clock.now() - start
-                    if failover_from is not None:
-                        chunk.failover_from = failover_from
-                        failover_from = None
-                    if chunk.done:
-                        outcome = "ok"
-                        usage = chunk.usage
-                        cost = state.provider.pricing.cost(usage.input_tokens, usage.output_tokens) if usage else 0.0
-                        latency = self.clock.now() - start
-                        self.account_success(call, latency, ttft, cost)
-                        if self._wants(ev.CallFinished):
-                            await self._emit(
-                                ev.CallFinished(
-                                    request_id=request.id,
-                                    provider=state.id,
-                                    model=state.provider.model,
-                                    attempt=1,
-                                    input_tokens=usage.input_tokens if usage else 0,
-                                    output_tokens=usage.output_tokens if usage else 0,
-                                    cost_usd=cost,
-                                    latency_s=latency,
-                                    ttft_s=ttft,
-                                    principal=request.principal,
-                                    project=request.project,
-                                    stream=True,
-                                )
-                            )
-                        yield chunk
-                        return
-                    received.append(chunk.text)
-                    yield chunk
-                raise StreamBroken(f"{state.id}: stream ended without a final chunk", provider=state.id)
-            except ProviderError as exc:
-                outcome = "failed"
-                self.account_failure(call)
-                errors.append(exc)
-                tried.append(state.id)
-                if self._wants(ev.CallFailed):
-                    await self._emit(
-                        ev.CallFailed(
-                            request_id=request.id,
-                            provider=state.id,
-                            model=state.provider.model,
-                            attempt=1,
-                            error_type=type(exc).__name__,
-                            error=exc.message,
-                            retryable=exc.retryable,
-                            latency_s=self.clock.now() - start,
-                        )
-                    )
-                nxt = next((s.id for s in ranked[i + 1 :]), None)
-                if nxt is not None and self._wants(ev.StreamFailover):
-                    await self._emit(
-                        ev.StreamFailover(
-                            request_id=request.id,
-                            failed=state.id,
-                            next=nxt,
-                            chars_received=sum(map(len, received)),
-                            reason=f"{type(exc).__name__}: {exc.message}",
-                        )
-                    )
-                failover_from = state.id
-                continue
-            finally:
-                await stream.aclose()
-                if outcome is None:  # the consumer stopped or was cancelled: the call is abandoned
-                    self.abandon_call(call)
-        raise self._all_failed(request, tried, errors)
+        from .streaming import router_stream
+
+        return router_stream(self, request, **fields)
 
     # ------------------------------------------------------------------ feedback
     def feedback(self, request_id: str, reward: float) -> bool:

@@ -18,7 +18,7 @@ from numbers import Real
 from typing import Any
 
 from ..clock import WALL, Clock
-from ..errors import ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited, StreamBroken, ValidationError
+from ..errors import ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited, ValidationError
 from .base import BaseProvider
 from .cost import estimate_tokens
 from .types import ChatRequest, ChatResponse, StreamChunk, Usage
@@ -375,34 +375,10 @@ class SimulatedProvider(BaseProvider):
             self.inflight -= 1
         return self.response(request, s, self.clock.now() - start)
 
-    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        self._admit()
-        self.inflight += 1
-        try:
-            s = self._stream_draws(request)
-            if s.error is not None:
-                if isinstance(s.error, ProviderTimeout):
-                    await self.clock.sleep(s.fail_after_s)
-                raise s.error
-            if s.ttft_s > 0:
-                await self.clock.sleep(s.ttft_s)
-            n_out, per_token, breaks_at = s.output_tokens, s.per_token_s, s.breaks_at
-            for i, word in enumerate(self.stream_words(s)):
-                if breaks_at is not None and i == breaks_at:
-                    raise StreamBroken(f"{self.id}: stream cut after {i} tokens (simulated)", provider=self.id)
-                if per_token > 0 and i:
-                    await self.clock.sleep(per_token)
-                yield StreamChunk(text=word, provider=self.id, index=i)
-            yield StreamChunk(
-                text="",
-                provider=self.id,
-                index=n_out,
-                done=True,
-                usage=Usage(estimate_tokens(request), n_out),
-                finish_reason="stop",
-            )
-        except (asyncio.CancelledError, GeneratorExit):
-            self.cancelled += 1
-            raise
-        finally:
-            self.inflight -= 1
+    def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Stream the answer word by word on this provider's clock (nothing runs until the first chunk is
+        asked for; see :func:`~lumina_lab.providers.streaming.simulated_stream`)."""
+        from .streaming import simulated_stream
+
+        return simulated_stream(self, request)
+
