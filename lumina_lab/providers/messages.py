@@ -161,7 +161,7 @@ def coerce_needs(needs: Any) -> frozenset[str] | dict[str, float]:
         levels: dict[str, float] = {}
         for name, level in needs.items():
             check_capability(name)
-            if isinstance(level, bool) or not isinstance(level, Real) or not 0 <= level <= 1:
+            if isinstance(level, bool) or not isinstance(level, Real) or not 0 <= float(level) <= 1:
                 raise ValidationError(
                     f"needs[{name!r}]={level!r}: a minimum level is a number in [0, 1]",
                     input=level,

@@ -183,6 +183,7 @@ class ProviderRegistry:
     def candidates(self, request: ChatRequest) -> tuple[ProviderState, ...]:
         """Healthy providers whose capabilities serve ``request`` (cached per requirement)."""
         needs = request.needs
+        key: Any  # (needs, min_context, language, model): needs as a frozenset, or a dict's sorted items
         if type(needs) is frozenset:  # the usual type: the key below without a call
             key = (needs, request.min_context, request.language, request.model)
         else:

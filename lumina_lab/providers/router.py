@@ -347,7 +347,7 @@ class Router:
             return response
         raise self._all_failed(request, tried, errors)
 
-    def _all_failed(self, request: ChatRequest, tried: list[str], errors: list[BaseException]) -> Exception:
+    def _all_failed(self, request: ChatRequest, tried: list[str], errors: list[BaseException]) -> BaseException:
         if errors and all(isinstance(e, BudgetExceeded) for e in errors):
             return errors[-1]
         detail = "; ".join(
@@ -696,7 +696,7 @@ class Router:
                 response = first.result()
                 response.tried = [primary.id]
                 return response
-            return await self._fallback_chain(request, ranked[1:], tried=[primary.id], errors=[first.exception()])
+            return await self._fallback_chain(request, ranked[1:], tried=[primary.id], errors=_errors(first))
         if self._wants(ev.HedgeLaunched):
             await self._emit(
                 ev.HedgeLaunched(request_id=request.id, primary=primary.id, hedge=backup.id, after_s=self.hedge_after_s)
@@ -720,7 +720,7 @@ class Router:
                 t.cancel()
             raise
         return await self._fallback_chain(
-            request, ranked[2:], tried=[primary.id, backup.id], errors=[first.exception(), second.exception()]
+            request, ranked[2:], tried=[primary.id, backup.id], errors=_errors(first, second)
         )
 
     async def _cascade(self, request: ChatRequest, ranked: Sequence[ProviderState]) -> ChatResponse:
@@ -784,6 +784,11 @@ def _continuation(request: ChatRequest, partial: str) -> ChatRequest:
         metadata=request.metadata,
         id=request.id,
     )
+
+
+def _errors(*tasks: asyncio.Future[Any]) -> list[BaseException]:
+    """The exceptions of finished ``tasks`` (those that failed)."""
+    return [e for t in tasks if (e := t.exception()) is not None]
 
 
 def _hook(strategy: Strategy, name: str) -> Callable[..., None] | None:

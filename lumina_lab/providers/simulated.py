@@ -206,7 +206,7 @@ class SimulatedProvider(BaseProvider):
         rng = self.rng
         ttft_s = self.ttft_s
         if type(rng) is random.Random:  # rng.gauss() inlined (same draws, same arithmetic): twice per call
-            z = rng.gauss_next
+            z = rng.gauss_next  # type: ignore[attr-defined]
             if ttft_s > 0:
                 if z is None:  # one pair of uniforms gives both normals
                     x2pi = rng.random() * _TWOPI
@@ -217,7 +217,7 @@ class SimulatedProvider(BaseProvider):
                     x2pi = rng.random() * _TWOPI
                     g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))
                     z2 = _cos(x2pi) * g2rad
-                    rng.gauss_next = _sin(x2pi) * g2rad
+                    rng.gauss_next = _sin(x2pi) * g2rad  # type: ignore[attr-defined]
                 ttft = ttft_s * _exp(0 + z * self.ttft_sigma)
             else:
                 ttft = 0.0
@@ -226,9 +226,9 @@ class SimulatedProvider(BaseProvider):
                     x2pi = rng.random() * _TWOPI
                     g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))
                     z2 = _cos(x2pi) * g2rad
-                    rng.gauss_next = _sin(x2pi) * g2rad
+                    rng.gauss_next = _sin(x2pi) * g2rad  # type: ignore[attr-defined]
                 else:
-                    rng.gauss_next = None
+                    rng.gauss_next = None  # type: ignore[attr-defined]
             n_out = int(self.output_tokens * _exp(0 + z2 * 0.3))
             if n_out < 1:  # max(1, n_out) without the call
                 n_out = 1
@@ -312,7 +312,7 @@ class SimulatedProvider(BaseProvider):
                 self.hang_s,
             )
         ttft_s = self.ttft_s
-        if ttft_s > 0 and type(rng) is random.Random and rng.gauss_next is None:
+        if ttft_s > 0 and type(rng) is random.Random and rng.gauss_next is None:  # type: ignore[attr-defined]
             # _draw() written out for its usual case (the same draws and arithmetic): once per call
             x2pi = rng.random() * _TWOPI
             g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))

@@ -206,9 +206,9 @@ class LeastBusy(Strategy):
         if n < 2:
             return list(candidates)
         t = self._turn % n
-        last = self._last
+        last: Any = self._last  # Any: a compiled build would check a bool where a cache may answer None
         if last[0] is candidates:
-            one_cap = last[1]
+            one_cap: Any = last[1]
         elif last[2] is candidates:
             one_cap = last[3]
             self._last = (candidates, one_cap, last[0], last[1])

@@ -76,25 +76,25 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ..clock import LabClock, ManualClock
 from ..errors import BudgetExceeded, CircuitOpen, ProviderTimeout, ValidationError
-from ..providers import Budget, BudgetManager, ProviderRegistry, RetryPolicy, Router, SimulatedProvider
-from ..providers.cost import estimate_tokens
-from ..providers.resilience import check_seconds
-from ..providers.router import Call, _continuation
-from ..providers.simulated import Sample, StreamSample
+from ..providers.cost import Budget, BudgetManager, estimate_tokens
+from ..providers.registry import ProviderRegistry
+from ..providers.resilience import RetryPolicy, check_seconds
+from ..providers.router import Call, Router, _continuation
+from ..providers.simulated import Sample, SimulatedProvider, StreamSample
 from ..providers.strategies import Cascade, Strategy, strategy_from_name
+from .results import COLUMNS, SimResult
 from .workloads import Workload
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from ..errors import ProviderError
-    from ..providers import ChatRequest, ChatResponse
+    from ..providers.messages import ChatRequest, ChatResponse
     from ..providers.registry import ProviderState
 
 __all__ = ["COLUMNS", "Outage", "RoutingLab", "SimResult"]
@@ -104,30 +104,6 @@ _ANSWER, _DONE, _RETRY, _TOGGLE, _LEG_DONE, _LEG_RETRY, _HEDGE, _STREAM = range(
 _LATE = 1 << 62  # added to a hedge timer's sequence number: at the same instant every other event goes first
 # phases of a leg (one provider's attempts within a hedged or cascaded request)
 _QUEUED, _CALLING, _BACKOFF, _OVER = range(4)
-
-COLUMNS = (
-    "request",
-    "arrival_s",
-    "end_s",
-    "latency_s",
-    "ttft_s",
-    "ok",
-    "provider",
-    "attempts",
-    "tried",
-    "error",
-    "cost_usd",
-    "input_tokens",
-    "output_tokens",
-    "quality_ok",
-    "tenant",
-    "task",
-    "hedged",  # a hedge was launched and one of the two hedged calls answered
-    "stream",  # streamed (Router.astream semantics)
-    "failovers",  # streams: failed stream calls (the answer went on elsewhere); 0 otherwise
-    "steps",  # answers paid for: 1 for an answered request, more when a cascade escalated; 0 if unanswered
-)
-
 
 @dataclass(frozen=True)
 class Outage:
@@ -190,6 +166,11 @@ class _Ctx:
         "sample",
         "tried",
     )
+
+    call: Call  # these four: set by each dispatch before anything reads them
+    sample: Sample
+    error: ProviderError | None
+    duration: float
 
     def __init__(self, i: int, request: ChatRequest, arrival: float, ranked: list[ProviderState]) -> None:
         self.i = i
@@ -371,102 +352,6 @@ class _Stream:
         self.ok = False
         self.chunks = 0  # chunks the current call delivers before it ends
         self.t_first = 0.0
-
-
-class SimResult:
-    """Per-request results of one replay, as a DataFrame (see :data:`COLUMNS`), with summaries and plots.
-
-    ``router`` is the router after the replay (breakers' ``transitions``, ``router.budgets.status()``,
-    the strategy's learned state), or None.
-    """
-
-    def __init__(
-        self,
-        rows: list[tuple[Any, ...]],
-        *,
-        strategy: str,
-        workload: str,
-        wall_s: float,
-        slo_s: float,
-        router: Router | None = None,
-    ):
-        import pandas as pd
-
-        self.frame: pd.DataFrame = pd.DataFrame.from_records(rows, columns=COLUMNS)
-        self.strategy = strategy
-        self.workload = workload
-        self.wall_s = wall_s
-        self.slo_s = slo_s
-        self.router = router
-
-    @property
-    def requests_per_wall_s(self) -> float:
-        return len(self.frame) / self.wall_s if self.wall_s else float("nan")
-
-    def summary(self) -> dict[str, Any]:
-        """Cost, latency percentiles, TTFT, success rate, SLO violations, quality, hedges, failovers, steps."""
-        f = self.frame
-        ok = f[f["ok"]]
-        lat = ok["latency_s"]
-        return {
-            "strategy": self.strategy,
-            "requests": len(f),
-            "success_rate": float(f["ok"].mean()) if len(f) else float("nan"),
-            "cost_usd": float(f["cost_usd"].sum()),
-            "cost_per_1k_usd": float(f["cost_usd"].sum() / max(len(ok), 1) * 1000),
-            "p50_s": float(lat.quantile(0.5)) if len(ok) else float("nan"),
-            "p95_s": float(lat.quantile(0.95)) if len(ok) else float("nan"),
-            "p99_s": float(lat.quantile(0.99)) if len(ok) else float("nan"),
-            "ttft_mean_s": float(ok["ttft_s"].mean()) if len(ok) else float("nan"),
-            "slo_violations": int((~f["ok"] | (f["latency_s"] > self.slo_s)).sum()),
-            "quality": float(ok["quality_ok"].mean()) if len(ok) else float("nan"),
-            "budget_stopped": int((f["error"] == "BudgetExceeded").sum()),
-            "hedged": int(f["hedged"].sum()),
-            "failovers": int(f["failovers"].sum()),
-            "steps_per_answer": float(ok["steps"].mean()) if len(ok) else float("nan"),
-        }
-
-    def share(self) -> pd.DataFrame:
-        """Answered requests per provider."""
-        f = self.frame[self.frame["ok"]]
-        return f.groupby("provider").size().rename("requests").reset_index().sort_values("requests", ascending=False)
-
-    # plots (holoviews; see lumina_lab.sim.plots)
-    def plot_latency_cdf(self, **opts: Any) -> Any:
-        """Latency CDF of the answered requests (a holoviews object)."""
-        from .plots import latency_cdf
-
-        return latency_cdf({self.strategy: self}, **opts)
-
-    def plot_cost_over_time(self, bucket_s: float = 60.0, **opts: Any) -> Any:
-        """Spend per ``bucket_s`` of simulated time, by provider (a holoviews object)."""
-        from .plots import cost_over_time
-
-        return cost_over_time(self, bucket_s=bucket_s, **opts)
-
-    def plot_provider_share(self, **opts: Any) -> Any:
-        """Answered requests per provider (a holoviews object)."""
-        from .plots import provider_share
-
-        return provider_share({self.strategy: self}, **opts)
-
-    def __repr__(self) -> str:
-        s = self.summary()
-        return (
-            f"SimResult({self.strategy!r} on {self.workload}: {s['requests']:,} requests, "
-            f"success {s['success_rate']:.1%}, ${s['cost_usd']:.2f}, p95 {s['p95_s']:.2f}s; "
-            f"replayed at {self.requests_per_wall_s:,.0f} requests/s)"
-        )
-
-    def _repr_html_(self) -> str:
-        import pandas as pd
-
-        return f"<p>{self!r}</p>" + pd.DataFrame([self.summary()]).to_html(index=False)
-
-    def __getstate__(self) -> dict[str, Any]:  # pickled (e.g. from a Dask worker) without the router
-        state = dict(self.__dict__)
-        state["router"] = None
-        return state
 
 
 class RoutingLab:
@@ -734,19 +619,17 @@ class _Engine:
         heappush, heappop = heapq.heappush, heapq.heappop
         seq = self.seq
         clock = self.clock
-        plan = self._plan
-        begin_call = self._begin_call
-        finish_call = self._finish_call
-        account_success = self._account_success
+        router = self.router  # its steps are called on it, not bound to locals: compiled, that is a native call
         wants_results = self._wants_results
-        rows_append = self.rows.append
+        rows = self.rows
         waiting = self.waiting
         default_timeout = self.timeout
-        dispatch = self._dispatch
-        refused = self._refused
-        finish_failed = self._finish_failed
-        wake = self._wake
         registry = self.registry
+        call: Call
+        s: Sample
+        state: ProviderState
+        request: ChatRequest
+        ctx: Any
         i = 0
         bar = self._progress(n)
         tick = 1000 if bar is not None else n + 1
@@ -755,27 +638,27 @@ class _Engine:
                 t = arrivals[i]
                 clock._now = t  # arrivals ascend and no event is due before t: time never goes back
                 request = make_request(i)
-                ranked = plan(request)[0]
+                ranked = router._plan(request)[0]
                 i += 1
                 if i == tick:
                     bar.update(1000)  # type: ignore[union-attr]
                     tick += 1000
                 if not ranked:
-                    finish_failed(_Ctx(i - 1, request, t, ranked), "NoProviderAvailable")
+                    self._finish_failed(_Ctx(i - 1, request, t, ranked), "NoProviderAvailable")
                     continue
                 # _dispatch(ctx) written out for the first-ranked provider when it has a free slot
                 state = ranked[0]
                 if state.stats.inflight >= state.slot_cap:
-                    dispatch(_Ctx(i - 1, request, t, ranked))  # queues it
+                    self._dispatch(_Ctx(i - 1, request, t, ranked))  # queues it
                     continue
                 try:
-                    call = begin_call(state, request, 1)
+                    call = router.begin_call(state, request, 1)
                 except (CircuitOpen, BudgetExceeded) as exc:
                     ctx = _Ctx(i - 1, request, t, ranked)
-                    refused(ctx, exc)
-                    dispatch(ctx)
+                    self._refused(ctx, exc)
+                    self._dispatch(ctx)
                     continue
-                s = state.provider.sample(request)  # type: ignore[attr-defined]
+                s = cast(SimulatedProvider, state.provider).sample(request)
                 timeout = request.timeout_s
                 if timeout is None:
                     timeout = default_timeout
@@ -808,13 +691,13 @@ class _Engine:
                 state = call.state
                 request = call.request
                 if wants_results:  # the strategy reads the answer: build it, as the live path does
-                    response = state.provider.response(request, s, duration)  # type: ignore[attr-defined]
-                    finish_call(call, response)
+                    response = cast(SimulatedProvider, state.provider).response(request, s, duration)
+                    router.finish_call(call, response)
                     cost = response.cost_usd
                 else:  # the same accounting without a response nobody reads; state.cost() written out
                     cost = (s.input_tokens * state.input_per_m + s.output_tokens * state.output_per_m) / 1e6
-                    account_success(call, duration, s.ttft_s, cost)
-                rows_append(
+                    router.account_success(call, duration, s.ttft_s, cost)
+                rows.append(
                     (
                         req_no,
                         arrival,
@@ -839,11 +722,11 @@ class _Engine:
                     )
                 )
                 if waiting:  # a slot of ``state`` is free: the first request queued for it goes
-                    wake(state)
+                    self._wake(state)
             elif kind == _DONE:
                 self._done(ctx)
             elif kind == _RETRY:
-                dispatch(ctx)
+                self._dispatch(ctx)
             else:
                 pid, down = ctx
                 registry[pid].provider.down = down  # type: ignore[attr-defined]

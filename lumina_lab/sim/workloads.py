@@ -104,29 +104,18 @@ class Workload:
         message list ready-made also skips the string-to-message step of ``ChatRequest``).
         Columns changed afterwards are not seen by an existing factory.
         """
-        from ..providers import ChatRequest
-        from ..providers.types import Message
+        from .request_factory import RequestFactory
 
-        n_in = self.input_tokens.tolist()
-        max_tokens = self.max_tokens.tolist()
         tenants = self.tenants
-        tenant = [tenants[c] for c in self.tenant.tolist()]
-        task = self.task.tolist()
-        needs, names = self._needs, self._task_names
-        prefix = f"{self.name}#"
-        prompt = Message("user", "(simulated prompt)")  # one placeholder message, shared by every request
-
-        def make(i: int) -> ChatRequest:
-            # positional, in ChatRequest's field order (messages, needs, min_context, language, max_tokens,
-            # temperature, principal, project, task, model, timeout_s, metadata, id, input_tokens): a call
-            # with keywords costs several times more; test_workloads checks it equals request(i)
-            t = tenant[i]
-            k = task[i]
-            return ChatRequest(
-                [prompt], needs[k], 0, None, max_tokens[i], None, t, t, names[k], None, None, {}, prefix + str(i), n_in[i]
-            )
-
-        return make
+        return RequestFactory(
+            self.input_tokens.tolist(),
+            self.max_tokens.tolist(),
+            [tenants[c] for c in self.tenant.tolist()],
+            self.task.tolist(),
+            list(self._needs),
+            list(self._task_names),
+            f"{self.name}#",
+        )
 
     def frame(self) -> pd.DataFrame:
         import pandas as pd

@@ -1,0 +1,135 @@
+"""Results of a routing-lab replay: :class:`SimResult`, per-request rows (:data:`COLUMNS`), summaries, plots.
+
+Apart from the engine (:mod:`lumina_lab.sim.engine`) because it is pandas and plots, not the hot path:
+a compiled build compiles the engine and leaves this interpreted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..providers.router import Router
+
+__all__ = ["COLUMNS", "SimResult"]
+
+COLUMNS = (
+    "request",
+    "arrival_s",
+    "end_s",
+    "latency_s",
+    "ttft_s",
+    "ok",
+    "provider",
+    "attempts",
+    "tried",
+    "error",
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "quality_ok",
+    "tenant",
+    "task",
+    "hedged",  # a hedge was launched and one of the two hedged calls answered
+    "stream",  # streamed (Router.astream semantics)
+    "failovers",  # streams: failed stream calls (the answer went on elsewhere); 0 otherwise
+    "steps",  # answers paid for: 1 for an answered request, more when a cascade escalated; 0 if unanswered
+)
+
+
+class SimResult:
+    """Per-request results of one replay, as a DataFrame (see :data:`COLUMNS`), with summaries and plots.
+
+    ``router`` is the router after the replay (breakers' ``transitions``, ``router.budgets.status()``,
+    the strategy's learned state), or None.
+    """
+
+    def __init__(
+        self,
+        rows: list[tuple[Any, ...]],
+        *,
+        strategy: str,
+        workload: str,
+        wall_s: float,
+        slo_s: float,
+        router: Router | None = None,
+    ):
+        import pandas as pd
+
+        self.frame: pd.DataFrame = pd.DataFrame.from_records(rows, columns=COLUMNS)
+        self.strategy = strategy
+        self.workload = workload
+        self.wall_s = wall_s
+        self.slo_s = slo_s
+        self.router = router
+
+    @property
+    def requests_per_wall_s(self) -> float:
+        return len(self.frame) / self.wall_s if self.wall_s else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        """Cost, latency percentiles, TTFT, success rate, SLO violations, quality, hedges, failovers, steps."""
+        f = self.frame
+        ok = f[f["ok"]]
+        lat = ok["latency_s"]
+        return {
+            "strategy": self.strategy,
+            "requests": len(f),
+            "success_rate": float(f["ok"].mean()) if len(f) else float("nan"),
+            "cost_usd": float(f["cost_usd"].sum()),
+            "cost_per_1k_usd": float(f["cost_usd"].sum() / max(len(ok), 1) * 1000),
+            "p50_s": float(lat.quantile(0.5)) if len(ok) else float("nan"),
+            "p95_s": float(lat.quantile(0.95)) if len(ok) else float("nan"),
+            "p99_s": float(lat.quantile(0.99)) if len(ok) else float("nan"),
+            "ttft_mean_s": float(ok["ttft_s"].mean()) if len(ok) else float("nan"),
+            "slo_violations": int((~f["ok"] | (f["latency_s"] > self.slo_s)).sum()),
+            "quality": float(ok["quality_ok"].mean()) if len(ok) else float("nan"),
+            "budget_stopped": int((f["error"] == "BudgetExceeded").sum()),
+            "hedged": int(f["hedged"].sum()),
+            "failovers": int(f["failovers"].sum()),
+            "steps_per_answer": float(ok["steps"].mean()) if len(ok) else float("nan"),
+        }
+
+    def share(self) -> pd.DataFrame:
+        """Answered requests per provider."""
+        f = self.frame[self.frame["ok"]]
+        return f.groupby("provider").size().rename("requests").reset_index().sort_values("requests", ascending=False)
+
+    # plots (holoviews; see lumina_lab.sim.plots)
+    def plot_latency_cdf(self, **opts: Any) -> Any:
+        """Latency CDF of the answered requests (a holoviews object)."""
+        from .plots import latency_cdf
+
+        return latency_cdf({self.strategy: self}, **opts)
+
+    def plot_cost_over_time(self, bucket_s: float = 60.0, **opts: Any) -> Any:
+        """Spend per ``bucket_s`` of simulated time, by provider (a holoviews object)."""
+        from .plots import cost_over_time
+
+        return cost_over_time(self, bucket_s=bucket_s, **opts)
+
+    def plot_provider_share(self, **opts: Any) -> Any:
+        """Answered requests per provider (a holoviews object)."""
+        from .plots import provider_share
+
+        return provider_share({self.strategy: self}, **opts)
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (
+            f"SimResult({self.strategy!r} on {self.workload}: {s['requests']:,} requests, "
+            f"success {s['success_rate']:.1%}, ${s['cost_usd']:.2f}, p95 {s['p95_s']:.2f}s; "
+            f"replayed at {self.requests_per_wall_s:,.0f} requests/s)"
+        )
+
+    def _repr_html_(self) -> str:
+        import pandas as pd
+
+        return f"<p>{self!r}</p>" + pd.DataFrame([self.summary()]).to_html(index=False)
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled (e.g. from a Dask worker) without the router
+        state = dict(self.__dict__)
+        state["router"] = None
+        return state
