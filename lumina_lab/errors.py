@@ -185,3 +185,14 @@ class BusTimeout(BusError, TimeoutError):
 
 class BusClosed(BusError):
     """The bus has been closed; no more events are accepted."""
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, a whole float written as an int: ``2.0`` shows as ``2``.
+
+    A compiled build (:mod:`lumina_lab.compiled`) turns an int passed for a float parameter into a
+    float before the check that names it; this keeps the message the user's own number either way.
+    """
+    if type(value) is float and value.is_integer() and abs(value) < 1e15:
+        return repr(int(value))
+    return repr(value)

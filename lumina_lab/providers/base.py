@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from mypy_extensions import mypyc_attr
+
 from ..errors import ValidationError
+from .messages import ChatRequest, ChatResponse, StreamChunk
 from .protocol import Provider
-from .types import Capabilities, ChatRequest, ChatResponse, Limits, Pricing, StreamChunk
+from .types import Capabilities, Limits, Pricing
 
 __all__ = ["BaseProvider", "Provider"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # adapters (and yours) subclass it
 class BaseProvider:
     """Declaration shared by the adapters: id, model, capabilities, pricing and limits.
 

@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._pickling import reduce_frozen
 from ..errors import BudgetExceeded, ValidationError
-from .types import ChatRequest, Pricing
+from .messages import ChatRequest
+from .types import Pricing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +55,7 @@ def estimate_tokens(request: ChatRequest | str) -> int:
     if request.input_tokens is not None:
         return request.input_tokens
     msgs = request.messages
-    return sum(math.ceil(len(m.content) / 4) + 4 for m in msgs) + 2  # type: ignore[union-attr]
+    return sum(math.ceil(len(m.content) / 4) + 4 for m in msgs) + 2
 
 
 def predict_cost(pricing: Pricing, request: ChatRequest, *, output_tokens: int | None = None) -> float:
@@ -75,6 +77,9 @@ class Budget:
         period: ``total``, ``day`` (UTC) or ``month``: spend resets with each period.
         soft_ratio: a warning is emitted when spend crosses this fraction.
     """
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # pickles compiled too (see lumina_lab._pickling)
+        return reduce_frozen(self)
 
     limit_usd: float
     scope: Scope = "global"
@@ -102,6 +107,7 @@ class Budget:
 
     def bucket(self, request: ChatRequest, wall: float) -> str | None:
         """The bucket key this request charges, or None if the budget does not apply."""
+        who: str | None
         if self.scope == "global":
             who = "*"
         else:
@@ -161,6 +167,9 @@ class Reservation:
 @dataclass(frozen=True)
 class BudgetCrossing:
     """A bucket crossed its soft threshold."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # pickles compiled too (see lumina_lab._pickling)
+        return reduce_frozen(self)
 
     budget: str
     bucket: str

@@ -43,7 +43,7 @@ class ChatRequest:
             otherwise it is estimated from the text.
     """
 
-    messages: list[Message] | str
+    messages: list[Message]  # a prompt string becomes one user message
     needs: Any = frozenset()
     min_context: int = 0
     language: str | None = None
@@ -75,6 +75,12 @@ class ChatRequest:
         id: str | None = None,
         input_tokens: int | None = None,
     ) -> None:
+        if isinstance(messages, str):
+            if not messages.strip():
+                raise ValidationError("the prompt is empty", input=messages, hint="pass the text to send")
+            messages = [Message("user", messages)]
+        elif not messages:
+            raise ValidationError("a ChatRequest needs at least one message", hint="pass the prompt text")
         self.messages = messages
         self.needs = needs
         self.min_context = min_context
@@ -89,17 +95,8 @@ class ChatRequest:
         self.metadata = {} if metadata is None else metadata
         self.id = new_id() if id is None else id
         self.input_tokens = input_tokens
-        self.__post_init__()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.messages, str):
-            if not self.messages.strip():
-                raise ValidationError("the prompt is empty", input=self.messages, hint="pass the text to send")
-            self.messages = [Message("user", self.messages)]
-        elif not self.messages:
-            raise ValidationError("a ChatRequest needs at least one message", hint="pass the prompt text")
-        if type(self.needs) is not frozenset:  # a replay passes frozensets: one check per request
-            self.needs = coerce_needs(self.needs)
+        if type(needs) is not frozenset:  # a replay passes frozensets: one check per request
+            self.needs = coerce_needs(needs)
 
     @classmethod
     def of(cls, prompt: str | list[Message], **fields: Any) -> ChatRequest:
@@ -139,7 +136,7 @@ class ChatRequest:
 
     @property
     def prompt_text(self) -> str:
-        return "\n".join(m.content for m in self.messages)  # type: ignore[union-attr]
+        return "\n".join(m.content for m in self.messages)
 
 
 _REQUEST_FIELDS = frozenset(ChatRequest.__dataclass_fields__) - {"messages"}

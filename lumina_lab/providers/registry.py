@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from ..clock import WALL, Clock
 from ..errors import ConfigError, ValidationError
 from .base import Provider
+from .messages import CAPABILITIES, ChatRequest, check_capability
 from .resilience import CircuitBreaker, RateLimiter
 from .stats import ProviderStats
-from .types import CAPABILITIES, ChatRequest, check_capability
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, Literal
 
+from .._pickling import reduce_frozen
 from ..clock import WALL, Clock
-from ..errors import ProviderError, RateLimited, ValidationError
+from ..errors import ProviderError, RateLimited, ValidationError, shown
 
 __all__ = ["BreakerState", "CircuitBreaker", "RetryPolicy", "check_seconds"]
 
@@ -167,7 +168,7 @@ def check_seconds(name: str, value: Any, *, allow_none: bool = False, positive: 
         or (positive and value == 0)
     ):
         raise ValidationError(
-            f"{owner}{name}={value!r} must be a number of seconds {'> 0' if positive else '>= 0'}"
+            f"{owner}{name}={shown(value)} must be a number of seconds {'> 0' if positive else '>= 0'}"
             + (" (or None)" if allow_none else ""),
             input=value,
             hint=f"e.g. {name}=30",
@@ -183,6 +184,9 @@ class RetryPolicy:
     error's ``retry_after`` is honoured if it is at most ``max_retry_after_s``
     (beyond that the router falls back at once).
     """
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # pickles compiled too (see lumina_lab._pickling)
+        return reduce_frozen(self)
 
     attempts: int = 2
     base_s: float = 0.2

@@ -40,10 +40,10 @@ from ..errors import (
 from ..events import Event
 from . import events as ev
 from .cost import DEFAULT_OUTPUT_TOKENS, BudgetCrossing, BudgetManager, Reservation, estimate_tokens, predict_cost
+from .messages import ChatRequest, ChatResponse, Message, StreamChunk
 from .registry import ProviderRegistry, ProviderState
 from .resilience import RetryPolicy, check_seconds
 from .strategies import Cascade, Strategy, strategy_from_name
-from .types import ChatRequest, ChatResponse, Message, StreamChunk
 
 __all__ = ["PolicyHook", "RouteDecision", "Router"]
 

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from ..clock import WALL, Clock
-from ..errors import ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited, ValidationError
+from ..errors import ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited, ValidationError, shown
 from .base import BaseProvider
 from .cost import estimate_tokens
-from .types import ChatRequest, ChatResponse, StreamChunk, Usage
+from .messages import ChatRequest, ChatResponse, StreamChunk, Usage
 
 __all__ = ["Sample", "SimulatedProvider", "StreamSample"]
 
@@ -81,6 +83,7 @@ class StreamSample:
     words_from: int = 0  # the provider's call count when drawn: where the answer's words start
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # profiles with hooks subclass it
 class SimulatedProvider(BaseProvider):
     """A provider whose behaviour is drawn from distributions.
 
@@ -138,7 +141,7 @@ class SimulatedProvider(BaseProvider):
         ):
             if isinstance(rate, bool) or not isinstance(rate, Real) or not 0 <= rate <= 1:
                 raise ValidationError(
-                    f"{name}={rate!r} must be a share in [0, 1]", input=rate, hint=f"e.g. {name}=0.02"
+                    f"{name}={shown(rate)} must be a share in [0, 1]", input=rate, hint=f"e.g. {name}=0.02"
                 )
         if error_rate + timeout_rate > 1:
             raise ValidationError(
@@ -148,7 +151,7 @@ class SimulatedProvider(BaseProvider):
             )
         for name, value in (("ttft_s", ttft_s), ("tokens_per_s", tokens_per_s), ("hang_s", hang_s)):
             if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
-                raise ValidationError(f"{name}={value!r} must be a number >= 0", input=value)
+                raise ValidationError(f"{name}={shown(value)} must be a number >= 0", input=value)
         self.ttft_s = ttft_s
         self.ttft_sigma = ttft_sigma
         self.tokens_per_s = tokens_per_s
@@ -206,7 +209,8 @@ class SimulatedProvider(BaseProvider):
         rng = self.rng
         ttft_s = self.ttft_s
         if type(rng) is random.Random:  # rng.gauss() inlined (same draws, same arithmetic): twice per call
-            z = rng.gauss_next  # type: ignore[attr-defined]
+            z: float | None = rng.gauss_next  # type: ignore[attr-defined]
+            z2: float | None  # None is a real value here: a compiled build must not take these for floats
             if ttft_s > 0:
                 if z is None:  # one pair of uniforms gives both normals
                     x2pi = rng.random() * _TWOPI

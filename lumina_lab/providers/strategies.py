@@ -15,10 +15,12 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from ..errors import ValidationError
 from .cost import DEFAULT_OUTPUT_TOKENS, estimate_tokens
+from .messages import ChatRequest, ChatResponse
 from .registry import ProviderState
-from .types import ChatRequest, ChatResponse
 
 __all__ = [
     "STRATEGIES",
@@ -67,6 +69,7 @@ class _IdentityCache:
         return value
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # your strategies subclass it
 class Strategy:
     """Base class: subclasses override :meth:`rank` (and optionally the hooks)."""
 

@@ -80,8 +80,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from .._pickling import reduce_frozen
 from ..clock import LabClock, ManualClock
-from ..errors import BudgetExceeded, CircuitOpen, ProviderTimeout, ValidationError
+from ..errors import BudgetExceeded, CircuitOpen, ProviderTimeout, ValidationError, shown
 from ..providers.cost import Budget, BudgetManager, estimate_tokens
 from ..providers.registry import ProviderRegistry
 from ..providers.resilience import RetryPolicy, check_seconds
@@ -92,7 +93,6 @@ from .results import COLUMNS, SimResult
 from .workloads import Workload
 
 if TYPE_CHECKING:
-
     from ..errors import ProviderError
     from ..providers.messages import ChatRequest, ChatResponse
     from ..providers.registry import ProviderState
@@ -105,12 +105,16 @@ _LATE = 1 << 62  # added to a hedge timer's sequence number: at the same instant
 # phases of a leg (one provider's attempts within a hedged or cascaded request)
 _QUEUED, _CALLING, _BACKOFF, _OVER = range(4)
 
+
 @dataclass(frozen=True)
 class Outage:
     """Provider ``provider`` is down from ``start_s`` to ``end_s`` (simulated seconds).
 
     ``RoutingLab.run(..., outages=[...])`` also takes ``(provider, start_s, end_s)`` tuples.
     """
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # pickles compiled too (see lumina_lab._pickling)
+        return reduce_frozen(self)
 
     provider: str
     start_s: float
@@ -120,10 +124,10 @@ class Outage:
         for name in ("start_s", "end_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0:
-                raise ValidationError(f"Outage {name}={v!r} must be a number of simulated seconds >= 0", input=v)
+                raise ValidationError(f"Outage {name}={shown(v)} must be a number of simulated seconds >= 0", input=v)
         if self.end_s < self.start_s:
             raise ValidationError(
-                f"Outage ends (end_s={self.end_s!r}) before it starts (start_s={self.start_s!r})",
+                f"Outage ends (end_s={shown(self.end_s)}) before it starts (start_s={shown(self.start_s)})",
                 input=(self.start_s, self.end_s),
             )
 
@@ -387,7 +391,7 @@ class RoutingLab:
     ) -> None:
         if not providers:
             raise ValidationError("a RoutingLab needs at least one provider profile")
-        for p in providers:
+        for p in cast(Sequence[Any], providers):  # Any: the check below names a wrong item, compiled or not
             if not isinstance(p, SimulatedProvider):
                 raise ValidationError(
                     f"{p!r} is not a SimulatedProvider",
@@ -409,6 +413,26 @@ class RoutingLab:
         self.slo_s = slo_s
         self.policy = policy
         self.start_wall = start_wall
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (to Dask workers, see :mod:`lumina_lab.sim.sweep`) as its constructor's arguments, which
+        also works when the engine is compiled."""
+        return (
+            _rebuild_lab,
+            (
+                self.providers,
+                {
+                    "breaker": self.breaker,
+                    "retry": self.retry,
+                    "budgets": self.budgets,
+                    "timeout_s": self.timeout_s,
+                    "hedge_after_s": self.hedge_after_s,
+                    "slo_s": self.slo_s,
+                    "policy": self.policy,
+                    "start_wall": self.start_wall,
+                },
+            ),
+        )
 
     # ------------------------------------------------------------------ building one run
     def build(self, strategy: Strategy | str, *, seed: int = 0) -> tuple[Router, ManualClock]:
@@ -498,6 +522,10 @@ class RoutingLab:
         from .plots import overview
 
         return table, results, overview(table, results)
+
+
+def _rebuild_lab(providers: list[SimulatedProvider], options: dict[str, Any]) -> RoutingLab:
+    return RoutingLab(providers, **options)
 
 
 def _stream_mask(stream: Any, n: int, seed: int) -> list[bool] | None:

@@ -214,6 +214,7 @@ def test_a_request_from_keywords_checks_its_numbers(field: str, value: object, m
         ChatRequest.of("hi", **{field: value})
 
 
+@pytest.mark.wrong_type_message
 def test_a_prompt_that_is_not_text_is_named() -> None:
     with pytest.raises(ValidationError, match="the prompt is a int, not text"):
         ChatRequest.of(123)  # type: ignore[arg-type]
