@@ -59,7 +59,7 @@ def _run(code_or_args: list[str], root: Path | None) -> subprocess.CompletedProc
 def test_the_build_compiles_every_hot_module_and_is_reused(compiled_root: Path) -> None:
     assert is_compiled(compiled_root) and not is_compiled()  # the checkout itself stays source
     assert (compiled_root / "BUILT").read_text().split() == list(HOT_PATH)
-    assert build() == compiled_root  # same sources: same folder, no rebuild
+    assert build(compiled_root.parent) == compiled_root  # same sources: same folder, no rebuild
     probe = _run(["-c", "import lumina_lab.providers.router as r; print(r.__file__)"], compiled_root)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().startswith(str(compiled_root)) and not probe.stdout.strip().endswith(".py")
