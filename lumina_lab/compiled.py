@@ -154,4 +154,4 @@ def is_compiled(root: str | os.PathLike[str] | None = None) -> bool:
     ``lumina_lab`` package), or, without ``root``, in the ``lumina_lab`` imported now."""
     base = Path(root) / "lumina_lab" if root is not None else _package()
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    return all((base / m).with_suffix("").with_name(Path(m).stem + suffix).is_file() for m in HOT_PATH)
+    return all((base / m).with_suffix(suffix).is_file() for m in HOT_PATH)

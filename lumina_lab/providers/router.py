@@ -141,12 +141,7 @@ class Router:
         clock: Clock | None = None,
         seed: int | None = None,
     ) -> None:
-        check_seconds("timeout_s", timeout_s, allow_none=True, positive=True)
-        check_seconds("hedge_after_s", hedge_after_s, allow_none=True)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ValidationError(
-                f"retry={retry!r} is not a RetryPolicy", input=retry, hint="e.g. retry=RetryPolicy(attempts=3)"
-            )
+        check_call_options(retry, timeout_s, hedge_after_s)
         self.registry = registry
         self.strategy = strategy_from_name(strategy)  # a property: also looks up its hooks once
         self.bus = bus
@@ -784,6 +779,16 @@ def _continuation(request: ChatRequest, partial: str) -> ChatRequest:
         metadata=request.metadata,
         id=request.id,
     )
+
+
+def check_call_options(retry: Any, timeout_s: Any, hedge_after_s: Any) -> None:
+    """Name a bad ``retry``, ``timeout_s`` or ``hedge_after_s`` (what :class:`Router` and the routing lab take)."""
+    check_seconds("timeout_s", timeout_s, allow_none=True, positive=True)
+    check_seconds("hedge_after_s", hedge_after_s, allow_none=True)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ValidationError(
+            f"retry={retry!r} is not a RetryPolicy", input=retry, hint="e.g. retry=RetryPolicy(attempts=3)"
+        )
 
 
 def _errors(*tasks: asyncio.Future[Any]) -> list[BaseException]:

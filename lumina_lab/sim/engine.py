@@ -86,7 +86,7 @@ from ..errors import BudgetExceeded, CircuitOpen, ProviderTimeout, ValidationErr
 from ..providers.cost import Budget, BudgetManager, estimate_tokens
 from ..providers.registry import ProviderRegistry
 from ..providers.resilience import RetryPolicy, check_seconds
-from ..providers.router import Call, Router, _continuation
+from ..providers.router import Call, Router, _continuation, check_call_options
 from ..providers.simulated import Sample, SimulatedProvider, StreamSample
 from ..providers.strategies import Cascade, Strategy, strategy_from_name
 from .results import COLUMNS, SimResult
@@ -397,13 +397,8 @@ class RoutingLab:
                     f"{p!r} is not a SimulatedProvider",
                     hint="the routing lab replays provider *profiles*; describe real ones with SimulatedProvider(...)",
                 )
-        check_seconds("timeout_s", timeout_s, allow_none=True, positive=True)
-        check_seconds("hedge_after_s", hedge_after_s, allow_none=True)
+        check_call_options(retry, timeout_s, hedge_after_s)  # as the Router will, but when the lab is made
         check_seconds("slo_s", slo_s, positive=True)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ValidationError(
-                f"retry={retry!r} is not a RetryPolicy", input=retry, hint="e.g. retry=RetryPolicy(attempts=3)"
-            )
         self.providers = list(providers)
         self.breaker = dict(breaker or {})
         self.retry = retry or RetryPolicy()
