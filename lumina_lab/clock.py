@@ -12,14 +12,14 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 __all__ = ["WALL", "Clock", "LabClock", "ManualClock", "WallClock"]
 
 
-@runtime_checkable
 class Clock(Protocol):
-    """Source of time in seconds (monotonic) and of sleeping."""
+    """Source of time in seconds (monotonic) and of sleeping (any object with ``now()`` and ``async sleep()``;
+    not runtime-checkable, so that the compiled build (:mod:`lumina_lab.compiled`) compiles this module)."""
 
     def now(self) -> float: ...
 

@@ -30,6 +30,7 @@ __all__ = ["HOT_PATH", "build", "is_compiled"]
 
 #: Modules compiled, relative to the package: the per-request path of a replay and of a live call.
 HOT_PATH = (
+    "clock.py",
     "providers/messages.py",
     "providers/base.py",
     "providers/stats.py",

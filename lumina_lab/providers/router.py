@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 from ..clock import WALL, Clock, ManualClock, WallClock
 from ..errors import (
@@ -49,7 +49,7 @@ __all__ = ["PolicyHook", "RouteDecision", "Router"]
 
 #: ``policy(request, provider_state) -> bool`` (False or raising ``PolicyDenied`` vetoes the provider).
 PolicyHook = Callable[[ChatRequest, ProviderState], bool]
-_READ_NOW = attrgetter("_now")  # ManualClock.now() without the call
+_READ_NOW: Final = attrgetter("_now")  # ManualClock.now() without the call
 _CONTINUE = "Continue exactly where the previous answer stopped. Do not repeat what was already said."
 
 

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -27,8 +27,9 @@ from .messages import ChatRequest, ChatResponse, StreamChunk, Usage
 
 __all__ = ["Sample", "SimulatedProvider", "StreamSample"]
 
-_TWOPI = 2.0 * math.pi  # as random.TWOPI
-_exp, _log, _sqrt, _cos, _sin = math.exp, math.log, math.sqrt, math.cos, math.sin
+# Final: a compiled build reads these as C constants, and calls math.* as C functions (not through a name)
+_TWOPI: Final = 2.0 * math.pi  # as random.TWOPI
+_RANDOM: Final = random.Random
 
 _WORDS = ("the", "model", "answers", "with", "a", "plausible", "simulated", "sentence", "about", "your", "request")
 
@@ -208,38 +209,38 @@ class SimulatedProvider(BaseProvider):
     def _draw(self, request: ChatRequest) -> tuple[float, int, float]:
         rng = self.rng
         ttft_s = self.ttft_s
-        if type(rng) is random.Random:  # rng.gauss() inlined (same draws, same arithmetic): twice per call
+        if type(rng) is _RANDOM:  # rng.gauss() inlined (same draws, same arithmetic): twice per call
             z: float | None = rng.gauss_next  # type: ignore[attr-defined]
             z2: float | None  # None is a real value here: a compiled build must not take these for floats
             if ttft_s > 0:
                 if z is None:  # one pair of uniforms gives both normals
                     x2pi = rng.random() * _TWOPI
-                    g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))
-                    z = _cos(x2pi) * g2rad
-                    z2 = _sin(x2pi) * g2rad
+                    g2rad = math.sqrt(-2.0 * math.log(1.0 - rng.random()))
+                    z = math.cos(x2pi) * g2rad
+                    z2 = math.sin(x2pi) * g2rad
                 else:
                     x2pi = rng.random() * _TWOPI
-                    g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))
-                    z2 = _cos(x2pi) * g2rad
-                    rng.gauss_next = _sin(x2pi) * g2rad  # type: ignore[attr-defined]
-                ttft = ttft_s * _exp(0 + z * self.ttft_sigma)
+                    g2rad = math.sqrt(-2.0 * math.log(1.0 - rng.random()))
+                    z2 = math.cos(x2pi) * g2rad
+                    rng.gauss_next = math.sin(x2pi) * g2rad  # type: ignore[attr-defined]
+                ttft = ttft_s * math.exp(0 + z * self.ttft_sigma)
             else:
                 ttft = 0.0
                 z2 = z
                 if z2 is None:
                     x2pi = rng.random() * _TWOPI
-                    g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))
-                    z2 = _cos(x2pi) * g2rad
-                    rng.gauss_next = _sin(x2pi) * g2rad  # type: ignore[attr-defined]
+                    g2rad = math.sqrt(-2.0 * math.log(1.0 - rng.random()))
+                    z2 = math.cos(x2pi) * g2rad
+                    rng.gauss_next = math.sin(x2pi) * g2rad  # type: ignore[attr-defined]
                 else:
                     rng.gauss_next = None  # type: ignore[attr-defined]
-            n_out = int(self.output_tokens * _exp(0 + z2 * 0.3))
+            n_out = int(self.output_tokens * math.exp(0 + z2 * 0.3))
             if n_out < 1:  # max(1, n_out) without the call
                 n_out = 1
         else:
             gauss = rng.gauss
-            ttft = ttft_s * _exp(gauss(0, self.ttft_sigma)) if ttft_s > 0 else 0.0
-            n_out = max(1, int(self.output_tokens * _exp(gauss(0, 0.3))))
+            ttft = ttft_s * math.exp(gauss(0, self.ttft_sigma)) if ttft_s > 0 else 0.0
+            n_out = max(1, int(self.output_tokens * math.exp(gauss(0, 0.3))))
         max_tokens = request.max_tokens
         if max_tokens and max_tokens < n_out:  # min(n_out, max_tokens) without the call
             n_out = max_tokens
@@ -316,12 +317,12 @@ class SimulatedProvider(BaseProvider):
                 self.hang_s,
             )
         ttft_s = self.ttft_s
-        if ttft_s > 0 and type(rng) is random.Random and rng.gauss_next is None:  # type: ignore[attr-defined]
+        if ttft_s > 0 and type(rng) is _RANDOM and rng.gauss_next is None:  # type: ignore[attr-defined]
             # _draw() written out for its usual case (the same draws and arithmetic): once per call
             x2pi = rng.random() * _TWOPI
-            g2rad = _sqrt(-2.0 * _log(1.0 - rng.random()))
-            ttft = ttft_s * _exp(0 + _cos(x2pi) * g2rad * self.ttft_sigma)
-            n_out = int(self.output_tokens * _exp(0 + _sin(x2pi) * g2rad * 0.3))
+            g2rad = math.sqrt(-2.0 * math.log(1.0 - rng.random()))
+            ttft = ttft_s * math.exp(0 + math.cos(x2pi) * g2rad * self.ttft_sigma)
+            n_out = int(self.output_tokens * math.exp(0 + math.sin(x2pi) * g2rad * 0.3))
             if n_out < 1:
                 n_out = 1
             max_tokens = request.max_tokens

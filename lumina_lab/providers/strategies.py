@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from operator import attrgetter
 from typing import Any
 
 from mypy_extensions import mypyc_attr
@@ -34,9 +33,6 @@ __all__ = [
     "WeightedScore",
     "strategy_from_name",
 ]
-
-
-_INFLIGHT = attrgetter("stats.inflight")
 
 
 class _IdentityCache:
@@ -224,10 +220,23 @@ class LeastBusy(Strategy):
                 self._last = (candidates, one_cap, last[0], last[1])
         if one_cap:
             # The key is (load, (i - turn) % n).  With one capacity for all (the usual fleet) the load
-            # order is the in-flight order, and the rotation order is candidates[t:] + candidates[:t];
-            # a stable sort of that by in-flight count is the same ranking, without a tuple per candidate.
-            ranked = [*candidates[t:], *candidates[:t]]
-            ranked.sort(key=_INFLIGHT)
+            # order is the in-flight order, and the rotation order is candidates[t:] + candidates[:t]:
+            # a stable insertion sort of that by in-flight count is the same ranking, without a tuple
+            # per candidate (a handful of providers; compiled, the counts are compared as C integers).
+            ranked: list[ProviderState] = []
+            loads: list[int] = []
+            for j in range(n):
+                s = candidates[j + t if j + t < n else j + t - n]
+                load = s.stats.inflight
+                k = j
+                while k > 0 and loads[k - 1] > load:
+                    k -= 1
+                if k == j:
+                    ranked.append(s)
+                    loads.append(load)
+                else:
+                    ranked.insert(k, s)
+                    loads.insert(k, load)
             return ranked
         # key: (load, rotation), decorated and sorted in place rather than sorted(key=...)
         dec = [(s.stats.inflight / (s.max_concurrency or 1), (i - t) % n, s) for i, s in enumerate(candidates)]

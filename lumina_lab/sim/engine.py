@@ -76,7 +76,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 
@@ -99,11 +99,21 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "Outage", "RoutingLab", "SimResult"]
 
-# heap event kinds
-_ANSWER, _DONE, _RETRY, _TOGGLE, _LEG_DONE, _LEG_RETRY, _HEDGE, _STREAM = range(8)  # _ANSWER: plain loop only
-_LATE = 1 << 62  # added to a hedge timer's sequence number: at the same instant every other event goes first
+# heap event kinds (Final: a compiled build inlines them rather than looking each up by name)
+_ANSWER: Final = 0  # plain loop only
+_DONE: Final = 1
+_RETRY: Final = 2
+_TOGGLE: Final = 3
+_LEG_DONE: Final = 4
+_LEG_RETRY: Final = 5
+_HEDGE: Final = 6
+_STREAM: Final = 7
+_LATE: Final = 1 << 62  # added to a hedge timer's sequence number: at the same instant every other event goes first
 # phases of a leg (one provider's attempts within a hedged or cascaded request)
-_QUEUED, _CALLING, _BACKOFF, _OVER = range(4)
+_QUEUED: Final = 0
+_CALLING: Final = 1
+_BACKOFF: Final = 2
+_OVER: Final = 3
 
 
 @dataclass(frozen=True)
@@ -439,7 +449,8 @@ class RoutingLab:
             q.rng.seed(seed * 1_000_003 + i)
             fleet.append(q)
         registry = ProviderRegistry(fleet, clock=clock, breaker=self.breaker)
-        budgets = BudgetManager(self.budgets, wall=clock.wall) if self.budgets else None
+        # one thread replays: no lock around reservations
+        budgets = BudgetManager(self.budgets, wall=clock.wall, threadsafe=False) if self.budgets else None
         strat = copy.deepcopy(strategy) if isinstance(strategy, Strategy) else strategy_from_name(strategy)
         router = Router(
             registry,
