@@ -12,7 +12,9 @@ path (:mod:`lumina_lab.compiled`: the same modules compiled with mypyc, in a cac
 the first run when mypy is installed), each in its own process.  ``sim_requests_per_s`` and
 ``live_path_requests_per_s`` are those of the fastest build (``build`` says which); the others are
 printed as ``interpreted`` and ``compiled``.  The two builds must replay to the same results
-(``same_results``).  ``--build interpreted`` measures only the source.
+(``same_results``).  ``--build interpreted`` measures only the source.  ``python_loop_ns`` is the
+machine's speed at plain Python (ns per iteration of a counting loop): rates from different machines
+compare only with it beside them.
 
 Usage: python benchmarks/replay_throughput.py [--requests 1000000] [--live-requests 50000] [--build auto]
 """
@@ -97,6 +99,21 @@ def live_path(n: int, rate: float) -> float:
 
     asyncio.run(run())
     return n / run.elapsed  # type: ignore[attr-defined]
+
+
+def python_loop_ns() -> float:
+    """This machine's speed at plain Python: ns per iteration of ``for i in range(n): s += i`` (best of 3).
+
+    Timings here vary between machines (and sessions of a shared one) by 2-3x; this figure, printed
+    beside the rates, says which kind of machine they were measured on."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        s = 0
+        for i in range(2_000_000):
+            s += i
+        best = min(best, time.perf_counter() - t0)
+    return best / 2_000_000 * 1e9
 
 
 def measure(requests: int, live_requests: int, rate: float) -> dict:
@@ -193,6 +210,7 @@ def main() -> None:
                     else compiled
                 ),
                 "same_results": same,
+                "python_loop_ns": round(python_loop_ns(), 1),
             }
         )
     )

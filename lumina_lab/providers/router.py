@@ -208,25 +208,46 @@ class Router:
         )
 
     def _plan(self, request: ChatRequest) -> tuple[list[ProviderState], dict[str, str]]:
+        """The ranking for ``request`` and why the providers left out are (provider id -> reason)."""
+        candidates = self._candidates(request)
+        ranked = self._quick_rank(candidates, request)
+        if ranked is not None:
+            return ranked, {}
+        return self._full_plan(candidates, request)
+
+    def rank(self, request: ChatRequest) -> list[ProviderState]:
+        """The providers that can take ``request`` now, best first (:meth:`plan` without the reasons;
+        one call per request in a routing-lab replay)."""
+        candidates = self._candidates(request)
+        ranked = self._quick_rank(candidates, request)
+        return ranked if ranked is not None else self._full_plan(candidates, request)[0]
+
+    def _candidates(self, request: ChatRequest) -> tuple[ProviderState, ...]:
         if not isinstance(request, ChatRequest):
             raise ValidationError(
                 f"route a ChatRequest, not {type(request).__name__}",
                 input=request,
                 hint="ChatRequest('your prompt', needs={'code'})",
             )
-        candidates = self.registry.candidates(request)
+        return self.registry.candidates(request)
+
+    def _quick_rank(self, candidates: tuple[ProviderState, ...], request: ChatRequest) -> list[ProviderState] | None:
+        """The usual case: no policy, every candidate healthy, its breaker closed, no rate limiter, a free
+        slot.  Then nothing is excluded and the ranking is the one :meth:`_full_plan` would make; None
+        when that pass must run (and word the reasons)."""
+        if self.policy is not None:
+            return None
+        for s in candidates:
+            if s.stats.inflight >= s.slot_cap or s.breaker.state != "closed":
+                return None
+            if not s.healthy or s.limiter is not None:
+                return None
+        return self._strategy.rank(candidates, request)
+
+    def _full_plan(
+        self, candidates: tuple[ProviderState, ...], request: ChatRequest
+    ) -> tuple[list[ProviderState], dict[str, str]]:
         policy = self.policy
-        if policy is None:
-            # The usual case first: every candidate healthy, its breaker closed, no rate limiter, a free
-            # slot.  Then nothing is excluded and the ranking is the one the full pass below would make;
-            # otherwise that pass runs (and words the reasons).
-            for s in candidates:
-                if s.stats.inflight >= s.slot_cap or s.breaker.state != "closed":
-                    break
-                if not s.healthy or s.limiter is not None:
-                    break
-            else:
-                return self._strategy.rank(candidates, request), {}
         excluded: dict[str, str] = {}
         usable: list[ProviderState] = []
         saturated: list[ProviderState] = []
@@ -441,7 +462,7 @@ class Router:
         breaker = state.breaker
         if breaker.state == "closed":  # breaker.record(True, probe) for a closed breaker, written out
             outcomes = breaker._outcomes
-            if len(outcomes) == outcomes.maxlen and not outcomes[0]:
+            if len(outcomes) == breaker.window and not outcomes[0]:  # the window is its maxlen
                 breaker._failures -= 1
             outcomes.append(True)
         else:

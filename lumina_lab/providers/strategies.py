@@ -196,47 +196,35 @@ class LeastBusy(Strategy):
 
     def __init__(self) -> None:
         self._turn = 0
-        self._one_cap = _IdentityCache()  # candidate tuple -> whether all share one max_concurrency
-        # the last two lookups, most recent first (a mix of two kinds of request hits them every time)
-        self._last: tuple[Any, bool, Any, bool] = ((), False, (), False)
 
     def rank(self, candidates: Sequence[ProviderState], request: ChatRequest) -> list[ProviderState]:
         n = len(candidates)
         if n < 2:
             return list(candidates)
         t = self._turn % n
-        last: Any = self._last  # Any: a compiled build would check a bool where a cache may answer None
-        if last[0] is candidates:
-            one_cap: Any = last[1]
-        elif last[2] is candidates:
-            one_cap = last[3]
-            self._last = (candidates, one_cap, last[0], last[1])
+        # The key is (load, (i - turn) % n).  With one capacity for all (the usual fleet) the load order
+        # is the in-flight order, and the rotation order is candidates[t:] + candidates[:t]: a stable
+        # insertion sort of that by in-flight count is the same ranking, without a tuple per candidate
+        # (a handful of providers; compiled, the counts are compared as C integers).  The first
+        # provider with another capacity stops it: then the general key below.
+        ranked: list[ProviderState] = []
+        loads: list[int] = []
+        cap = candidates[0].slot_cap
+        for j in range(n):
+            s = candidates[j + t if j + t < n else j + t - n]
+            if s.slot_cap != cap:
+                break
+            load = s.stats.inflight
+            k = j
+            while k > 0 and loads[k - 1] > load:
+                k -= 1
+            if k == j:
+                ranked.append(s)
+                loads.append(load)
+            else:
+                ranked.insert(k, s)
+                loads.insert(k, load)
         else:
-            one_cap = self._one_cap.get(candidates)
-            if one_cap is None:
-                caps = [s.max_concurrency for s in candidates]
-                one_cap = self._one_cap.put(candidates, caps.count(caps[0]) == n)
-            if type(candidates) is tuple:  # (each tuple is kept alive with its answer: its id is not reused meanwhile)
-                self._last = (candidates, one_cap, last[0], last[1])
-        if one_cap:
-            # The key is (load, (i - turn) % n).  With one capacity for all (the usual fleet) the load
-            # order is the in-flight order, and the rotation order is candidates[t:] + candidates[:t]:
-            # a stable insertion sort of that by in-flight count is the same ranking, without a tuple
-            # per candidate (a handful of providers; compiled, the counts are compared as C integers).
-            ranked: list[ProviderState] = []
-            loads: list[int] = []
-            for j in range(n):
-                s = candidates[j + t if j + t < n else j + t - n]
-                load = s.stats.inflight
-                k = j
-                while k > 0 and loads[k - 1] > load:
-                    k -= 1
-                if k == j:
-                    ranked.append(s)
-                    loads.append(load)
-                else:
-                    ranked.insert(k, s)
-                    loads.insert(k, load)
             return ranked
         # key: (load, rotation), decorated and sorted in place rather than sorted(key=...)
         dec = [(s.stats.inflight / (s.max_concurrency or 1), (i - t) % n, s) for i, s in enumerate(candidates)]

@@ -4,7 +4,7 @@ The engine owns a :class:`~lumina_lab.clock.ManualClock` shared by the
 router, the breakers, the budgets' periods, the rate limiters and the
 simulated providers.  It keeps a heap of timed events (arrivals, call
 completions, retries, hedge timers, stream ends) and, for each, runs the
-router's own synchronous steps — :meth:`Router._plan`,
+router's own synchronous steps — :meth:`Router.rank`,
 :meth:`Router.begin_call`, :meth:`Router.finish_call` (or its response-free
 part :meth:`Router.account_success`), :meth:`Router.fail_call`,
 :meth:`Router.account_failure`, :meth:`Router.abandon_call` — with the
@@ -613,7 +613,7 @@ class _Engine:
         self._account_success = router.account_success
         self._wants_results = router.wants_results
         self._fail_call = router.fail_call
-        self._plan = router._plan
+        self._rank = router.rank
 
     def _push(self, t: float, kind: int, obj: Any) -> None:
         heapq.heappush(self.heap, (t, next(self.seq), kind, obj))
@@ -672,7 +672,7 @@ class _Engine:
                 t = arrivals[i]
                 clock._now = t  # arrivals ascend and no event is due before t: time never goes back
                 request = make_request(i)
-                ranked = router._plan(request)[0]
+                ranked = router.rank(request)
                 i += 1
                 if i == tick:
                     bar.update(1000)  # type: ignore[union-attr]
@@ -774,7 +774,7 @@ class _Engine:
         heap = self.heap
         heappop = heapq.heappop
         clock = self.clock
-        plan = self._plan
+        rank = self._rank
         stream = self.stream
         cascade = self.cascade
         hedge = self.hedge_after
@@ -785,7 +785,7 @@ class _Engine:
                 t = arrivals[i]
                 clock._now = t
                 request = make_request(i)
-                ranked = plan(request)[0]
+                ranked = rank(request)
                 streamed = stream is not None and stream[i]
                 if not ranked:  # nobody can take it now (a streamed request's row still says stream)
                     self._failed_row(i, request, t, 1, 0, 0, True, "NoProviderAvailable", stream=streamed)

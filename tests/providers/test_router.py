@@ -23,6 +23,7 @@ from lumina_lab.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    ValidationError,
 )
 from lumina_lab.events import InProcessBus
 from lumina_lab.providers import (
@@ -301,6 +302,24 @@ async def test_plan_does_not_call_any_provider() -> None:
     assert decision.ranked == ["a"]
     assert decision.predicted_cost_usd["a"] == pytest.approx(predict_cost(a.pricing, ChatRequest("x", max_tokens=100)))
     assert a.calls == 0 and router.registry["a"].stats.dispatched == 0
+
+
+def test_rank_is_the_plans_ranking_with_or_without_exclusions() -> None:
+    clock = ManualClock()
+    router = make_router(Scripted("cheap", price=0.1), Scripted("dear", price=10), clock=clock, breaker={"min_calls": 1})
+    request = ChatRequest("x")
+    ids = lambda states: [s.id for s in states]  # noqa: E731
+    assert ids(router.rank(request)) == router.plan(request).ranked == ["cheap", "dear"]
+    router.registry["cheap"].breaker.record(False)  # opens: excluded, which only the full pass words
+    assert ids(router.rank(request)) == router.plan(request).ranked == ["dear"]
+
+
+@pytest.mark.wrong_type_message
+@pytest.mark.parametrize("method", ["plan", "rank"])
+def test_planning_something_that_is_not_a_request_says_what_to_pass(method: str) -> None:
+    router = make_router(Scripted("a"))
+    with pytest.raises(ValidationError, match=r"route a ChatRequest, not str"):
+        getattr(router, method)("x")
 
 
 async def test_requests_wait_for_a_slot_instead_of_exceeding_max_concurrency() -> None:
@@ -870,6 +889,20 @@ def test_cached_bucket_keys_follow_changes_to_the_budgets_and_the_day() -> None:
     budgets.budgets[1] = Budget(limit_usd=1.0, name="every")  # changed in place: the cache notices too
     assert budgets.reserve(request, 0.1).buckets[1] == "every|*|-"
     assert budgets.reserve(ChatRequest("x", project="chat"), 0.1).buckets[0] == "project=*/day|chat|1970-01-02"
+
+
+@pytest.mark.parametrize("threadsafe", [True, False])
+def test_bucket_keys_are_cached_per_principal_within_a_project(threadsafe: bool) -> None:
+    budgets = BudgetManager([Budget(limit_usd=0.25, scope="principal")], threadsafe=threadsafe)
+    for _ in range(2):  # the second round hits the cache
+        for who in ("ann", "bob"):
+            assert budgets.reserve(ChatRequest("x", principal=who, project="p"), 0.1).buckets == [
+                f"principal=*/total|{who}|-"
+            ]
+    with pytest.raises(BudgetExceeded):  # each principal's own bucket holds 0.2 of 0.25
+        budgets.reserve(ChatRequest("x", principal="ann", project="p"), 0.1)
+    held = budgets.reserve(ChatRequest("x", principal="cy", project="p"), 0.1)
+    assert budgets.settle(held, 0.05) == [] and budgets.spent() == pytest.approx(0.05)
 
 
 async def test_a_thousand_concurrent_requests_never_overspend_the_budget() -> None:

@@ -212,6 +212,26 @@ def test_least_busy_measures_load_relative_to_max_concurrency() -> None:
     assert ids(LeastBusy().rank([small, big], ChatRequest("x"))) == ["big", "small"]
 
 
+@pytest.mark.parametrize("caps", [(None,) * 7, (8,) * 7, (8, 8, 4, 8, None, 8, 2)])
+def test_least_busy_ranks_by_load_then_rotation_whatever_the_capacities(caps: tuple[int | None, ...]) -> None:
+    """The ranking is sorted by (in-flight / max_concurrency, (position - turn) % n), for every turn."""
+    import random
+
+    rng = random.Random(7)
+    cands = states(*(sim(f"p{i}", limits=Limits(max_concurrency=c)) for i, c in enumerate(caps)))
+    strategy = LeastBusy()
+    n = len(cands)
+    for turn in range(3 * n):
+        for s in cands:
+            s.stats.inflight = rng.randrange(3)  # many ties
+        strategy._turn = turn
+        expected = sorted(
+            range(n), key=lambda i: (cands[i].stats.inflight / (cands[i].max_concurrency or 1), (i - turn) % n)
+        )
+        assert ids(strategy.rank(tuple(cands), ChatRequest("x"))) == [cands[i].id for i in expected]
+        assert ids(strategy.rank(list(cands), ChatRequest("x"))) == [cands[i].id for i in expected]
+
+
 def test_least_busy_rotates_among_equally_idle_providers() -> None:
     cands = states(sim("a"), sim("b"), sim("c"))
     strategy = LeastBusy()
