@@ -107,11 +107,16 @@ class Budget:
 
     def bucket(self, request: ChatRequest, wall: float) -> str | None:
         """The bucket key this request charges, or None if the budget does not apply."""
+        return self.bucket_of(request.principal, request.project, wall)
+
+    def bucket_of(self, principal: str | None, project: str | None, wall: float) -> str | None:
+        """The bucket key a request of ``principal`` in ``project`` charges at ``wall``, or None if the
+        budget does not apply (what dashboards use to place an event's cost)."""
         who: str | None
         if self.scope == "global":
             who = "*"
         else:
-            who = request.principal if self.scope == "principal" else request.project
+            who = principal if self.scope == "principal" else project
             if who is None or (self.key is not None and who != self.key):
                 return None
         when = "-" if self.period == "total" else _period_key(self.period, int(wall // 86_400))

@@ -17,7 +17,6 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -328,10 +327,10 @@ class LiveMetrics:
     def _buckets_of(self, ev: Any, t: float) -> list[BudgetBurn]:
         if not self.budgets:
             return []
-        who = SimpleNamespace(principal=getattr(ev, "principal", None), project=getattr(ev, "project", None))
+        principal, project = getattr(ev, "principal", None), getattr(ev, "project", None)
         out = []
         for budget in self.budgets:
-            key = budget.bucket(who, t)  # type: ignore[arg-type]
+            key = budget.bucket_of(principal, project, t)
             if key is None:
                 continue
             b = self.burn.get(key)
