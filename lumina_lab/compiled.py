@@ -76,10 +76,11 @@ def _package() -> Path:
 
 
 def _digest(package: Path) -> str:
-    """Digest of every module of the package, the Python version and mypy's version."""
+    """Digest of every module of the package, the Python version, mypy's version and the checkout's folder
+    (a build answers :func:`lumina_lab.data.checkout` with the checkout it was built from)."""
     import mypy.version
 
-    h = hashlib.sha256(f"{sys.version}|{mypy.version.__version__}|{HOT_PATH}".encode())
+    h = hashlib.sha256(f"{sys.version}|{mypy.version.__version__}|{HOT_PATH}|{package.resolve()}".encode())
     for path in sorted(package.rglob("*.py")):
         h.update(str(path.relative_to(package)).encode())
         h.update(path.read_bytes())
@@ -120,6 +121,8 @@ def build(root: str | os.PathLike[str] | None = None, *, quiet: bool = True) -> 
     datasets = package.parent / "datasets"  # a checkout's shipped data (data.py looks beside the package)
     if datasets.is_dir():
         (work / "datasets").symlink_to(datasets, target_is_directory=True)
+    # where the notebooks, the shipped data and ../shared are: the checkout, not this cache folder
+    (work / "lumina_lab" / "_checkout.txt").write_text(str(package.parent.resolve()) + "\n")
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     (work / "mypy.ini").write_text(_MYPY_CONFIG.format(version=version))
     (work / "setup_compiled.py").write_text(_SETUP)

@@ -9,10 +9,25 @@ from typing import Any
 
 from .errors import ValidationError
 
-__all__ = ["dataset_path", "pricing_snapshot", "team_notes"]
+__all__ = ["checkout", "dataset_path", "pricing_snapshot", "team_notes"]
 
 _INSTALLED = Path(__file__).parent / "_datasets"  # wheel installs
 _REPO = Path(__file__).parent.parent / "datasets"  # editable installs and checkouts
+
+
+def checkout() -> Path:
+    """The folder this package's source checkout is in: the one holding ``notebooks/`` and ``datasets/``,
+    with ``../shared`` (external data) beside it.
+
+    That is the package's parent folder, except in a compiled build (:mod:`lumina_lab.compiled`), which
+    lives in a cache folder and names the checkout it was built from.  In a wheel install it is
+    site-packages, which holds neither.
+    """
+    here = Path(__file__).resolve().parent
+    marker = here / "_checkout.txt"
+    if marker.is_file():
+        return Path(marker.read_text(encoding="utf-8").strip())
+    return here.parent
 
 
 def dataset_path(name: str) -> Path:

@@ -65,6 +65,17 @@ def test_the_build_compiles_every_hot_module_and_is_reused(compiled_root: Path) 
     assert probe.stdout.strip().startswith(str(compiled_root)) and not probe.stdout.strip().endswith(".py")
 
 
+def test_the_build_knows_the_checkout_it_was_built_from(compiled_root: Path) -> None:
+    """Notebooks, the shipped data and ../shared are found beside the checkout, not the cache folder."""
+    from lumina_lab.data import checkout
+
+    assert checkout() == ROOT
+    probe = _run(["-c", "from lumina_lab.data import checkout, dataset_path; print(checkout(), dataset_path('pricing.json'))"], compiled_root)
+    assert probe.returncode == 0, probe.stderr
+    where, pricing = probe.stdout.split()
+    assert Path(where) == ROOT and Path(pricing).resolve() == (ROOT / "datasets" / "pricing.json").resolve()
+
+
 def test_the_compiled_build_replays_to_exactly_the_interpreted_results(compiled_root: Path, tmp_path: Path) -> None:
     script = tmp_path / "replay.py"
     script.write_text(REPLAY)

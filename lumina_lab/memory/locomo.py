@@ -191,7 +191,9 @@ def default_path() -> Path:
     env = os.environ.get("LUMINA_LOCOMO")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[3] / "shared" / "datasets" / "locomo" / "locomo7.json"
+    from ..data import checkout
+
+    return checkout().parent / "shared" / "datasets" / "locomo" / "locomo7.json"
 
 
 def _fail(path: Path, what: str) -> LoCoMoError:

@@ -20,9 +20,9 @@ __all__ = ["default_notebook_dir", "extension_enabled", "lab", "lab_command"]
 def default_notebook_dir() -> Path:
     """The project's ``notebooks/`` folder when ``lumina_lab`` runs from a checkout, else the current folder."""
     try:
-        import lumina_lab
+        from lumina_lab.data import checkout
 
-        candidate = Path(lumina_lab.__file__).resolve().parent.parent / "notebooks"
+        candidate = checkout() / "notebooks"
         if candidate.is_dir():
             return candidate
     except ImportError:  # pragma: no cover - lumina-lab is a dependency
