@@ -237,7 +237,7 @@ class BudgetManager:
             self.budgets.append(budget)
 
     def _charges(self, request: ChatRequest, wall: float) -> _Charges:
-        """The budgets ``request`` charges at ``wall`` with their bucket keys (cached per project).
+        """The budgets ``request`` charges at ``wall`` with their bucket keys (cached per project and principal).
 
         :meth:`Budget.bucket` reads only the request's principal and project and, for
         daily and monthly budgets, the UTC day of ``wall``, so a cached entry holds while

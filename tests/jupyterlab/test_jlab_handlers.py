@@ -260,6 +260,10 @@ def test_websocket_pushes_events_from_other_processes(run, jp_fetch, jp_ws_fetch
         backlog = _next_message(run, ws)
         assert backlog["kind"] == "events" and backlog["backlog"] is True
         assert [e["payload"]["n"] for e in backlog["events"]] == [1]  # the newest one stored
+        # the handler joins the live feed just after sending the backlog: poll briefly rather than race it
+        deadline = time.monotonic() + 10
+        while _get(run, jp_fetch, "status")["server"]["clients"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert _get(run, jp_fetch, "status")["server"]["clients"] == 1
 
         _publish_from_other_process(42, "from another process")
