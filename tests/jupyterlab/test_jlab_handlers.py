@@ -249,6 +249,36 @@ def _wait_for_events(run: Any, ws: Any, timeout: float = 30.0) -> list[dict[str,
     raise AssertionError("no live events arrived")
 
 
+def test_an_event_stored_while_the_backlog_is_read_comes_after_it(run, jp_ws_fetch, jp_serverapp) -> None:
+    """Nothing falls between the backlog and the live feed: the socket joins the feed first and holds what
+    comes while the backlog is read."""
+    import asyncio
+
+    with Lab() as lab:
+        lab.publish(Ping(n=1, note="before"))
+        lab.sync()
+    service = jp_serverapp.web_app.settings["lumina"]
+    real_call = service.call
+
+    async def slow_backlog(method: str, **kwargs: Any) -> Any:
+        result = await real_call(method, **kwargs)
+        if method == "events":  # read; now another process stores one, and the feed polls it
+            await asyncio.to_thread(_publish_from_other_process, 7, "during the backlog")
+            await asyncio.sleep(1.0)
+        return result
+
+    service.call = slow_backlog
+    ws = run(jp_ws_fetch("lumina", "events", "ws", params={"type": "test.jlab.*", "backlog": "5"}))
+    try:
+        assert _next_message(run, ws)["kind"] == "hello"
+        backlog = _next_message(run, ws)
+        assert backlog["backlog"] is True and [e["payload"]["n"] for e in backlog["events"]] == [1]
+        assert [e["payload"]["n"] for e in _wait_for_events(run, ws)] == [7]
+    finally:
+        service.call = real_call
+        ws.close()
+
+
 def test_websocket_pushes_events_from_other_processes(run, jp_fetch, jp_ws_fetch) -> None:
     with Lab() as lab:
         lab.publish(Ping(n=0, note="before"), Ping(n=1, note="before"))
@@ -260,11 +290,7 @@ def test_websocket_pushes_events_from_other_processes(run, jp_fetch, jp_ws_fetch
         backlog = _next_message(run, ws)
         assert backlog["kind"] == "events" and backlog["backlog"] is True
         assert [e["payload"]["n"] for e in backlog["events"]] == [1]  # the newest one stored
-        # the handler joins the live feed just after sending the backlog: poll briefly rather than race it
-        deadline = time.monotonic() + 10
-        while _get(run, jp_fetch, "status")["server"]["clients"] != 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _get(run, jp_fetch, "status")["server"]["clients"] == 1
+        assert _get(run, jp_fetch, "status")["server"]["clients"] == 1  # it joined the feed before the backlog
 
         _publish_from_other_process(42, "from another process")
         live = _wait_for_events(run, ws)

@@ -218,6 +218,7 @@ class EventSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     type_glob: str | None = None
     _subscribed = False
+    _held: list[dict[str, Any]] | None = None  # live events that came while the backlog was read
 
     @property
     def lumina(self) -> LuminaService:
@@ -252,11 +253,18 @@ class EventSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
                 "poll_interval_s": self.lumina.poll_interval,
             }
             self._send(hello)
+            # join the live feed before reading the backlog, so that nothing published in between is missed;
+            # live events that come meanwhile are held and sent after the backlog, without those it holds
             if self.backlog:
-                recent = await self.lumina.call("events", type=self.type_glob, limit=self.backlog)
-                self._send({"kind": "events", "backlog": True, "events": list(reversed(recent))})
+                self._held = []
             await self.lumina.subscribe(self)
             self._subscribed = True
+            if self.backlog:
+                recent = list(reversed(await self.lumina.call("events", type=self.type_glob, limit=self.backlog)))
+                self._send({"kind": "events", "backlog": True, "events": recent})
+                held, self._held = self._held or [], None
+                sent = {e.get("id") for e in recent}
+                self.send_events([e for e in held if e.get("id") not in sent])
         except WebSocketClosedError:  # the client left while the backlog was read
             self.lumina.unsubscribe(self)
         except LuminaError as exc:
@@ -275,6 +283,9 @@ class EventSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def send_events(self, events: list[dict[str, Any]]) -> None:
         """Called by the service's pump with every new event; sends the ones matching this client's filter."""
+        if self._held is not None:  # the backlog is being read: these go after it
+            self._held.extend(events)
+            return
         glob = self.type_glob
         mine = events if glob is None else [e for e in events if fnmatchcase(str(e.get("type")), glob)]
         if mine:
