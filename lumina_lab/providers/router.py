@@ -305,14 +305,22 @@ class Router:
         return NoProviderAvailable(f"no provider can take request {request.id} now ({why})")
 
     # ------------------------------------------------------------------ invoke
-    async def ainvoke(self, request: ChatRequest | str, **fields: Any) -> ChatResponse:
-        """Route and answer ``request`` (a :class:`ChatRequest`, or a prompt plus ChatRequest fields)."""
+    def _route(
+        self, request: ChatRequest | str, fields: dict[str, Any]
+    ) -> tuple[ChatRequest, list[ProviderState], dict[str, str]]:
+        """The request (made from a prompt and fields if need be), counted, with its ranking and exclusions;
+        raises :class:`NoProviderAvailable` when nobody can take it (a whole answer and a stream start so)."""
         if isinstance(request, str):
             request = ChatRequest.of(request, **fields)
         self.requests += 1
         ranked, excluded = self._plan(request)
         if not ranked:
             raise self._no_provider(request, excluded)
+        return request, ranked, excluded
+
+    async def ainvoke(self, request: ChatRequest | str, **fields: Any) -> ChatResponse:
+        """Route and answer ``request`` (a :class:`ChatRequest`, or a prompt plus ChatRequest fields)."""
+        request, ranked, excluded = self._route(request, fields)
         if self._wants(ev.RequestRouted):
             await self._emit(
                 ev.RequestRouted(

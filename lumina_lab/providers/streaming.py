@@ -149,12 +149,7 @@ async def router_stream(router: Router, request: ChatRequest | str, **fields: An
     of the router cannot hold an async generator)."""
     from .router import _continuation, _pass_slot_on
 
-    if isinstance(request, str):
-        request = ChatRequest.of(request, **fields)
-    router.requests += 1
-    ranked, excluded = router._plan(request)
-    if not ranked:
-        raise router._no_provider(request, excluded)
+    request, ranked, _ = router._route(request, fields)
     received: list[str] = []
     failover_from: str | None = None
     errors: list[BaseException] = []
