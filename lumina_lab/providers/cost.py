@@ -192,7 +192,7 @@ class _Charges:
     def __init__(self, day: float, pairs: list[tuple[Budget, str]]) -> None:
         self.day = day
         self.pairs = pairs
-        self.keys = [k for _, k in pairs]
+        self.keys = [k for _, k in pairs]  # every reservation of this entry holds this list: read, never changed
         self.held: list[_Bucket] | None = None
 
 
@@ -286,7 +286,7 @@ class BudgetManager:
             else:
                 done = _hold(held, amount)
             if done:
-                return Reservation(request.id, amount, entry.keys.copy(), False, held)
+                return Reservation(request.id, amount, entry.keys, False, held)
         return self._reserve(request, amount, entry)
 
     def _reserve(self, request: ChatRequest, amount: float, entry: _Charges) -> Reservation:
@@ -309,7 +309,7 @@ class BudgetManager:
             for bucket in held:
                 bucket.reserved += amount
             entry.held = held  # every bucket exists now (a bucket is never dropped): the fast path above
-        return Reservation(request.id, amount, entry.keys.copy(), False, held)
+        return Reservation(request.id, amount, entry.keys, False, held)
 
     def settle(self, reservation: Reservation, actual_usd: float) -> list[BudgetCrossing]:
         """Replace the hold by the actual cost; return soft thresholds crossed now."""

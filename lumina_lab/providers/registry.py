@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ class ProviderState:
     last_probe_error: str | None = None
     limiter: RateLimiter | None = None
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
-    started: list[int] = field(default_factory=list)  # dispatch numbers of calls in flight, ascending
+    started: set[int] = field(default_factory=set)  # dispatch numbers of the calls in flight
     id: str = field(init=False)
     max_concurrency: int | None = field(init=False)
     slot_cap: int = field(init=False)  # max_concurrency, or sys.maxsize when unlimited (one comparison)
@@ -77,16 +76,18 @@ class ProviderState:
         stats = self.stats
         stats.inflight += 1  # stats.on_dispatch(), inlined: once per call
         n = stats.dispatched = stats.dispatched + 1
-        self.started.append(n)
+        self.started.add(n)
         return n
 
     def end(self, n: int) -> int:
         """Record that call ``n`` ended; return how many calls that started before it are still in flight."""
         started = self.started
-        i = bisect_left(started, n)
-        if i < len(started) and started[i] == n:
-            del started[i]
-        return i
+        started.discard(n)
+        older = 0  # counted here, not kept in order: only a failure asks (a success just discards)
+        for m in started:
+            if m < n:
+                older += 1
+        return older
 
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -420,7 +419,7 @@ class Router:
         stats = state.stats  # state.begin(), written out: once per call
         stats.inflight += 1
         call_no = stats.dispatched = stats.dispatched + 1
-        state.started.append(call_no)
+        state.started.add(call_no)
         if state.limiter is not None:
             state.limiter.record(estimate_tokens(request) + (request.max_tokens or 0))
         on_dispatch = self._on_dispatch
@@ -444,11 +443,7 @@ class Router:
         (``Router.wants_results`` is False), so it never builds a response it would not read.
         """
         state = call.state
-        started = state.started  # state.end(call.call_no), written out
-        n = call.call_no
-        i = bisect_left(started, n)
-        if i < len(started) and started[i] == n:
-            del started[i]
+        state.started.discard(call.call_no)  # state.end(call.call_no) without the count a success never reads
         stats = state.stats  # stats.on_success(latency_s, ttft_s, cost_usd), written out: once per call
         a = stats.alpha
         b = 1 - a
