@@ -22,6 +22,7 @@ from .learned import (
     prompt_costs,
     text_statistics,
 )
+from .shipped import shipped_workload, shipped_workloads
 from .sweep import grid, sweep
 from .traffic import workload_from_store
 from .workloads import Task, Workload, bursty, diurnal, poisson, read_workload
@@ -51,6 +52,8 @@ __all__ = [
     "poisson",
     "prompt_costs",
     "read_workload",
+    "shipped_workload",
+    "shipped_workloads",
     "sweep",
     "text_statistics",
     "workload_from_store",
