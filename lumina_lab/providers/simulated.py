@@ -84,6 +84,36 @@ class StreamSample:
     words_from: int = 0  # the provider's call count when drawn: where the answer's words start
 
 
+def check_degradation(latency_factor: Any, error_rate: Any, timeout_rate: float = 0.0, *, owner: str = "") -> None:
+    """Raise a :class:`~lumina_lab.errors.ValidationError` unless ``latency_factor`` is a finite number > 0
+    and ``error_rate`` None or a share in [0, 1] that leaves room for ``timeout_rate``."""
+    if (
+        isinstance(latency_factor, bool)
+        or not isinstance(latency_factor, Real)
+        or not math.isfinite(float(latency_factor))
+        or float(latency_factor) <= 0
+    ):
+        raise ValidationError(
+            f"{owner}latency_factor={shown(latency_factor)} must be a number > 0 (3 is three times slower)",
+            input=latency_factor,
+            hint="e.g. latency_factor=3",
+        )
+    if error_rate is None:
+        return
+    if isinstance(error_rate, bool) or not isinstance(error_rate, Real) or not 0 <= float(error_rate) <= 1:
+        raise ValidationError(
+            f"{owner}error_rate={shown(error_rate)} must be a share in [0, 1] (or None to keep the profile's)",
+            input=error_rate,
+            hint="e.g. error_rate=0.3",
+        )
+    if float(error_rate) + timeout_rate > 1:
+        raise ValidationError(
+            f"{owner}error_rate {error_rate:g} + the profile's timeout_rate {timeout_rate:g} > 1",
+            input=error_rate,
+            hint="the two are shares of the same calls: together at most 1",
+        )
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)  # profiles with hooks subclass it
 class SimulatedProvider(BaseProvider):
     """A provider whose behaviour is drawn from distributions.
@@ -99,7 +129,8 @@ class SimulatedProvider(BaseProvider):
         break_rate: probability a stream stops mid-answer (``StreamBroken``).
         rpm: requests per minute before ``RateLimited`` (with ``retry_after``).
         quality: probability an answer is "good" (reported in ``metadata["quality_ok"]``).
-        down: when True every call fails (toggle at run time to simulate outages).
+        down: when True every call fails (toggle at run time to simulate outages; :meth:`degrade`
+            slows it down or makes it fail more instead).
         seed: makes every draw reproducible.
         clock: time source (wall clock by default).
     """
@@ -171,6 +202,42 @@ class SimulatedProvider(BaseProvider):
         self.cancelled = 0
         self._recent: deque[float] = deque()
         self._answers: dict[int, str] = {}
+        self._profile: tuple[float, float, float] | None = None  # (ttft_s, tokens_per_s, error_rate) while degraded
+
+    # ------------------------------------------------------------------ degradation
+    def degrade(self, latency_factor: float = 1.0, error_rate: float | None = None) -> None:
+        """Run ``latency_factor`` times slower (time to first token x factor, tokens/s / factor) and fail
+        with ``error_rate`` in place of the profile's (None keeps it), until :meth:`restore`.
+
+        Always relative to the profile this provider was made with: degrading again replaces the
+        degradation, it does not stack.  The routing lab schedules it with
+        :class:`~lumina_lab.sim.engine.Degradation`.
+
+        >>> p = SimulatedProvider("gpt-4.1-mini", ttft_s=0.4, tokens_per_s=100)
+        >>> p.degrade(3.0, error_rate=0.2); (p.ttft_s, p.tokens_per_s, p.error_rate)
+        (1.2000000000000002, 33.333333333333336, 0.2)
+        >>> p.restore(); (p.ttft_s, p.tokens_per_s, p.error_rate)
+        (0.4, 100, 0.0)
+        """
+        check_degradation(latency_factor, error_rate, self.timeout_rate, owner=f"{self.id}: ")
+        profile = self._profile
+        if profile is None:
+            profile = self._profile = (self.ttft_s, self.tokens_per_s, self.error_rate)
+        self.ttft_s = profile[0] * latency_factor
+        self.tokens_per_s = profile[1] / latency_factor
+        self.error_rate = profile[2] if error_rate is None else error_rate
+
+    def restore(self) -> None:
+        """End a :meth:`degrade`: the profile's latency and error rate again (nothing if not degraded)."""
+        profile = self._profile
+        if profile is not None:
+            self.ttft_s, self.tokens_per_s, self.error_rate = profile
+            self._profile = None
+
+    @property
+    def degraded(self) -> bool:
+        """Whether :meth:`degrade` is in effect."""
+        return self._profile is not None
 
     def clone(self, clock: Clock) -> SimulatedProvider:
         """A copy of this profile on ``clock`` with state of its own (random draws, counters, outage flag,
@@ -203,6 +270,7 @@ class SimulatedProvider(BaseProvider):
         q.calls, q.inflight, q.cancelled = self.calls, self.inflight, self.cancelled
         q._recent = deque(self._recent)
         q._answers = dict(self._answers)
+        q._profile = self._profile  # a degraded profile's copy is degraded too, and restores to the profile
         return q
 
     # ------------------------------------------------------------------ draws

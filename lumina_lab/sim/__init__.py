@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .bandit_eval import PromptClusters, evaluate_bandit
-from .engine import Outage, RoutingLab, SimResult
+from .engine import Degradation, Outage, RoutingLab, SimResult
 from .learned import (
     DEFAULT_PRICES,
     EnsembleRouter,
@@ -29,6 +29,7 @@ from .workloads import Task, Workload, bursty, diurnal, poisson, read_workload
 
 __all__ = [
     "DEFAULT_PRICES",
+    "Degradation",
     "EnsembleRouter",
     "KNNRouter",
     "LearnedRouter",

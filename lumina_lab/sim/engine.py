@@ -19,7 +19,8 @@ state, policy vetoes, breakers (incl. half-open probes), budgets (reservation
 at dispatch, settlement at completion), RPM/TPM limits, provider
 ``max_concurrency`` with FIFO queueing, per-call timeouts, retries with
 backoff and ``Retry-After``, fallbacks, outages (``down`` toggled on a
-schedule), and, as ``Router.ainvoke`` / ``Router.astream`` do them:
+schedule), degradations (a provider slower or failing more for a while:
+:class:`Degradation`), and, as ``Router.ainvoke`` / ``Router.astream`` do them:
 
 * **hedging** (``RoutingLab(hedge_after_s=...)``): the first-ranked
   provider's attempts (with retries) start; if they have not finished by
@@ -87,7 +88,7 @@ from ..providers.cost import Budget, BudgetManager, estimate_tokens
 from ..providers.registry import ProviderRegistry
 from ..providers.resilience import RetryPolicy, check_seconds
 from ..providers.router import Call, Router, _continuation, check_call_options
-from ..providers.simulated import Sample, SimulatedProvider, StreamSample
+from ..providers.simulated import Sample, SimulatedProvider, StreamSample, check_degradation
 from ..providers.strategies import Cascade, Strategy, strategy_from_name
 from .results import COLUMNS, SimResult
 from .workloads import Workload
@@ -97,7 +98,7 @@ if TYPE_CHECKING:
     from ..providers.messages import ChatRequest, ChatResponse
     from ..providers.registry import ProviderState
 
-__all__ = ["COLUMNS", "Outage", "RoutingLab", "SimResult"]
+__all__ = ["COLUMNS", "Degradation", "Outage", "RoutingLab", "SimResult"]
 
 # heap event kinds (Final: a compiled build inlines them rather than looking each up by name)
 _ANSWER: Final = 0  # plain loop only
@@ -108,6 +109,7 @@ _LEG_DONE: Final = 4
 _LEG_RETRY: Final = 5
 _HEDGE: Final = 6
 _STREAM: Final = 7
+_DEGRADE: Final = 8
 _LATE: Final = 1 << 62  # added to a hedge timer's sequence number: at the same instant every other event goes first
 # phases of a leg (one provider's attempts within a hedged or cascaded request)
 _QUEUED: Final = 0
@@ -131,15 +133,7 @@ class Outage:
     end_s: float
 
     def __post_init__(self) -> None:
-        for name in ("start_s", "end_s"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0:
-                raise ValidationError(f"Outage {name}={shown(v)} must be a number of simulated seconds >= 0", input=v)
-        if self.end_s < self.start_s:
-            raise ValidationError(
-                f"Outage ends (end_s={shown(self.end_s)}) before it starts (start_s={shown(self.start_s)})",
-                input=(self.start_s, self.end_s),
-            )
+        _check_window("Outage", self.start_s, self.end_s)
 
     @classmethod
     def coerce(cls, value: Any) -> Outage:
@@ -153,6 +147,48 @@ class Outage:
             input=value,
             hint="Outage('provider-id', start_s, end_s), or the tuple ('provider-id', start_s, end_s)",
         )
+
+
+def _check_window(what: str, start_s: Any, end_s: Any) -> None:
+    for name, v in (("start_s", start_s), ("end_s", end_s)):
+        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0:
+            raise ValidationError(f"{what} {name}={shown(v)} must be a number of simulated seconds >= 0", input=v)
+    if end_s < start_s:
+        raise ValidationError(
+            f"{what} ends (end_s={shown(end_s)}) before it starts (start_s={shown(start_s)})", input=(start_s, end_s)
+        )
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """Provider ``provider`` answers ``latency_factor`` times slower (time to first token and generation)
+    and fails at ``error_rate`` (None: its profile's rate) from ``start_s`` to ``end_s`` (simulated seconds).
+
+    Given with the outages: ``RoutingLab.run(..., outages=[Outage(...), Degradation(...)])``.  While
+    several overlap on one provider, their factors multiply and the highest error rate holds; when the
+    last ends the provider is its profile again (:meth:`SimulatedProvider.degrade
+    <lumina_lab.providers.simulated.SimulatedProvider.degrade>` does it; the live router sees the same).
+
+    >>> Degradation("flash", 100, 200, latency_factor=4)     # a slow patch
+    Degradation(provider='flash', start_s=100, end_s=200, latency_factor=4, error_rate=None)
+    """
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # pickles compiled too (see lumina_lab._pickling)
+        return reduce_frozen(self)
+
+    provider: str
+    start_s: float
+    end_s: float
+    latency_factor: float = 1.0
+    error_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_window("Degradation", self.start_s, self.end_s)
+        check_degradation(self.latency_factor, self.error_rate, owner="Degradation ")
+
+
+#: What ``outages=`` takes: an :class:`Outage`, a :class:`Degradation`, or a ``(provider, start_s, end_s)`` outage.
+Incident = Outage | Degradation | tuple[str, float, float]
 
 
 class _Ctx:
@@ -472,13 +508,15 @@ class RoutingLab:
         strategy: Strategy | str = "cheapest",
         *,
         seed: int = 0,
-        outages: Sequence[Outage] = (),
+        outages: Sequence[Incident] = (),
         stream: bool | float | Sequence[bool] | np.ndarray = False,
         progress: bool = False,
     ) -> SimResult:
         """Replay ``workload`` through ``strategy``; deterministic for a given ``seed``.
 
         Args:
+            outages: the providers' scheduled incidents: :class:`Outage` (down; a ``(provider,
+                start_s, end_s)`` tuple too) and :class:`Degradation` (slower, or failing more).
             stream: which requests are streamed (``Router.astream``): ``True`` all, a float in
                 [0, 1] that share of them (drawn from ``seed``), or one flag per request.
         """
@@ -499,7 +537,7 @@ class RoutingLab:
         workload: Workload,
         *,
         seed: int = 0,
-        outages: Sequence[Outage] = (),
+        outages: Sequence[Incident] = (),
         stream: bool | float | Sequence[bool] | np.ndarray = False,
         progress: bool = False,
         plot: bool = False,
@@ -584,7 +622,7 @@ class _Engine:
         router: Router,
         clock: ManualClock,
         workload: Workload,
-        outages: Sequence[Outage],
+        outages: Sequence[Any],  # Outage, Degradation or (provider, start_s, end_s): see run()
         progress: bool,
         stream: list[bool] | None = None,
     ) -> None:
@@ -602,7 +640,19 @@ class _Engine:
         strategy = router.strategy
         self.cascade: Cascade | None = strategy if isinstance(strategy, Cascade) else None
         self.hedge_after = router.hedge_after_s
-        for o in map(Outage.coerce, outages):
+        self.degradations: dict[str, list[Degradation]] = {}  # provider id -> those in effect now
+        incident: Any  # an Outage, a Degradation, or a (provider, start_s, end_s) tuple
+        for incident in outages:
+            if isinstance(incident, Degradation):
+                d = incident
+                if d.provider not in self.registry:
+                    raise ValidationError(f"degradation names unknown provider {d.provider!r}", input=d.provider)
+                provider = self.registry[d.provider].provider
+                check_degradation(1.0, d.error_rate, cast(SimulatedProvider, provider).timeout_rate, owner=f"{d}: ")
+                self._push(d.start_s, _DEGRADE, (d, True))
+                self._push(d.end_s, _DEGRADE, (d, False))
+                continue
+            o = Outage.coerce(incident)
             if o.provider not in self.registry:
                 raise ValidationError(f"outage names unknown provider {o.provider!r}", input=o.provider)
             self._push(o.start_s, _TOGGLE, (o.provider, True))
@@ -617,6 +667,21 @@ class _Engine:
 
     def _push(self, t: float, kind: int, obj: Any) -> None:
         heapq.heappush(self.heap, (t, next(self.seq), kind, obj))
+
+    def _degrade(self, event: tuple[Degradation, bool]) -> None:
+        """A degradation starts or ends: its provider runs under those in effect now (or its profile)."""
+        d, starts = event
+        active = self.degradations.setdefault(d.provider, [])
+        if starts:
+            active.append(d)
+        else:
+            active.remove(d)
+        provider = cast(SimulatedProvider, self.registry[d.provider].provider)
+        if not active:
+            provider.restore()
+            return
+        rates = [x.error_rate for x in active if x.error_rate is not None]
+        provider.degrade(math.prod(x.latency_factor for x in active), max(rates) if rates else None)
 
     def run(self, slo_s: float) -> SimResult:
         wl = self.workload
@@ -761,9 +826,11 @@ class _Engine:
                 self._done(ctx)
             elif kind == _RETRY:
                 self._dispatch(ctx)
-            else:
+            elif kind == _TOGGLE:
                 pid, down = ctx
                 registry[pid].provider.down = down  # type: ignore[attr-defined]
+            else:
+                self._degrade(ctx)
         if bar is not None:
             bar.close()
 
@@ -817,9 +884,11 @@ class _Engine:
                 obj.fire(self)
             elif kind == _STREAM:
                 self._stream_done(obj)
-            else:
+            elif kind == _TOGGLE:
                 pid, down = obj
                 self.registry[pid].provider.down = down  # type: ignore[attr-defined]
+            else:
+                self._degrade(obj)
         if bar is not None:
             bar.close()
 

@@ -6,14 +6,17 @@ a compiled build compiles the engine and leaves this interpreted.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..errors import ValidationError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..providers.router import Router
 
-__all__ = ["COLUMNS", "SimResult"]
+__all__ = ["COLUMNS", "SQL_TYPES", "SimResult"]
 
 COLUMNS = (
     "request",
@@ -37,6 +40,33 @@ COLUMNS = (
     "failovers",  # streams: failed stream calls (the answer went on elsewhere); 0 otherwise
     "steps",  # answers paid for: 1 for an answered request, more when a cascade escalated; 0 if unanswered
 )
+
+#: DuckDB types of :data:`COLUMNS` (:meth:`SimResult.to_duckdb`), then the two columns naming the run.
+SQL_TYPES: dict[str, str] = {
+    "request": "BIGINT",
+    "arrival_s": "DOUBLE",
+    "end_s": "DOUBLE",
+    "latency_s": "DOUBLE",
+    "ttft_s": "DOUBLE",
+    "ok": "BOOLEAN",
+    "provider": "VARCHAR",
+    "attempts": "INTEGER",
+    "tried": "INTEGER",
+    "error": "VARCHAR",
+    "cost_usd": "DOUBLE",
+    "input_tokens": "INTEGER",
+    "output_tokens": "INTEGER",
+    "quality_ok": "BOOLEAN",
+    "tenant": "VARCHAR",
+    "task": "VARCHAR",
+    "hedged": "BOOLEAN",
+    "stream": "BOOLEAN",
+    "failovers": "INTEGER",
+    "steps": "INTEGER",
+    "strategy": "VARCHAR",
+    "workload": "VARCHAR",
+}
+_TABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
 class SimResult:
@@ -91,6 +121,53 @@ class SimResult:
             "failovers": int(f["failovers"].sum()),
             "steps_per_answer": float(ok["steps"].mean()) if len(ok) else float("nan"),
         }
+
+    def to_duckdb(self, target: Any = None, table: str = "sim_results", *, replace: bool = False) -> Any:
+        """Append the per-request rows to DuckDB table ``table``, with ``strategy`` and ``workload`` columns,
+        so that several runs share one table and compare in SQL; return the connection.
+
+        Args:
+            target: a ``duckdb`` connection, a database file's path, or None (a new in-memory database).
+            table: the table's name (created on first use, typed as :data:`SQL_TYPES`).
+            replace: drop the table first instead of appending.
+
+        >>> con = result.to_duckdb("lab.duckdb")                                  # doctest: +SKIP
+        >>> con.sql("select strategy, quantile_cont(latency_s, 0.95) p95 from sim_results where ok group by 1")
+        ... # doctest: +SKIP
+        """
+        import re
+
+        import duckdb
+
+        if not isinstance(table, str) or not re.fullmatch(_TABLE_NAME, table):
+            raise ValidationError(
+                f"table={table!r} is not a plain SQL name",
+                input=table,
+                hint="letters, digits and _, e.g. 'sim_results'",
+            )
+        if target is None or isinstance(target, str | Path):
+            con = duckdb.connect(":memory:" if target is None else str(target))
+        elif isinstance(target, duckdb.DuckDBPyConnection):
+            con = target
+        else:
+            raise ValidationError(
+                f"target is a {type(target).__name__}, not a DuckDB connection or a file path",
+                input=type(target).__name__,
+                hint="to_duckdb('lab.duckdb'), to_duckdb(duckdb.connect(...)) or to_duckdb() for memory",
+            )
+        frame = self.frame.assign(strategy=self.strategy, workload=self.workload)
+        columns = ", ".join(f"{name} {kind}" for name, kind in SQL_TYPES.items())
+        select = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in SQL_TYPES.items())
+        view = f"_lumina_rows_{id(frame):x}"
+        con.register(view, frame)
+        try:
+            if replace:
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+            con.execute(f"INSERT INTO {table} ({', '.join(SQL_TYPES)}) SELECT {select} FROM {view}")
+        finally:
+            con.unregister(view)
+        return con
 
     def share(self) -> pd.DataFrame:
         """Answered requests per provider."""

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ValidationError
-from .engine import Outage, RoutingLab
+from .engine import Incident, RoutingLab
 from .workloads import Workload
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def _axis(values: Any) -> list[Any]:
     return list(values)
 
 
-def _one(lab: RoutingLab, workload: Workload, point: Mapping[str, Any], outages: Sequence[Outage]) -> dict[str, Any]:
+def _one(lab: RoutingLab, workload: Workload, point: Mapping[str, Any], outages: Sequence[Incident]) -> dict[str, Any]:
     from ..providers.strategies import strategy_from_name
 
     point = dict(point)
@@ -89,7 +89,7 @@ def sweep(
     workload: Workload,
     points: Sequence[Mapping[str, Any]],
     *,
-    outages: Sequence[Outage] = (),
+    outages: Sequence[Incident] = (),
     dask: bool | str | Any = False,
     progress: bool = True,
 ) -> pd.DataFrame:
