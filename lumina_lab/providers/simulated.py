@@ -121,7 +121,8 @@ class SimulatedProvider(BaseProvider):
     Args:
         model: model name (list prices are looked up in the shipped snapshot).
         ttft_s: median time to first token (lognormal with spread ``ttft_sigma``).
-        tokens_per_s: output speed.
+        tokens_per_s: output speed (the median, lognormal with spread ``tokens_per_s_sigma``).
+        tokens_per_s_sigma: spread of each call's output speed (0: every call at ``tokens_per_s``).
         output_tokens: median answer length (lognormal, capped by ``max_tokens``).
         error_rate: probability of a 5xx-like failure (``ProviderUnavailable``).
         timeout_rate: probability the call hangs until the caller's timeout
@@ -143,6 +144,7 @@ class SimulatedProvider(BaseProvider):
         ttft_s: float = 0.0,
         ttft_sigma: float = 0.3,
         tokens_per_s: float = 0.0,
+        tokens_per_s_sigma: float = 0.0,
         output_tokens: int = 64,
         error_rate: float = 0.0,
         timeout_rate: float = 0.0,
@@ -181,12 +183,18 @@ class SimulatedProvider(BaseProvider):
                 input=(error_rate, timeout_rate),
                 hint="the two are shares of the same calls: together at most 1",
             )
-        for name, value in (("ttft_s", ttft_s), ("tokens_per_s", tokens_per_s), ("hang_s", hang_s)):
-            if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
+        for name, value in (
+            ("ttft_s", ttft_s),
+            ("tokens_per_s", tokens_per_s),
+            ("tokens_per_s_sigma", tokens_per_s_sigma),
+            ("hang_s", hang_s),
+        ):
+            if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= float(value) < math.inf:
                 raise ValidationError(f"{name}={shown(value)} must be a number >= 0", input=value)
         self.ttft_s = ttft_s
         self.ttft_sigma = ttft_sigma
         self.tokens_per_s = tokens_per_s
+        self.tokens_per_s_sigma = tokens_per_s_sigma
         self.output_tokens = output_tokens
         self.error_rate = error_rate
         self.timeout_rate = timeout_rate
@@ -253,6 +261,7 @@ class SimulatedProvider(BaseProvider):
             ttft_s=self.ttft_s,
             ttft_sigma=self.ttft_sigma,
             tokens_per_s=self.tokens_per_s,
+            tokens_per_s_sigma=self.tokens_per_s_sigma,
             output_tokens=self.output_tokens,
             error_rate=self.error_rate,
             timeout_rate=self.timeout_rate,
@@ -313,6 +322,8 @@ class SimulatedProvider(BaseProvider):
         if max_tokens and max_tokens < n_out:  # min(n_out, max_tokens) without the call
             n_out = max_tokens
         tps = self.tokens_per_s
+        if tps > 0 and self.tokens_per_s_sigma > 0:  # this call's speed: one more draw, only with a spread
+            tps *= math.exp(rng.gauss(0, self.tokens_per_s_sigma))
         gen = n_out / tps if tps > 0 else 0.0
         return ttft, n_out, gen
 
@@ -397,6 +408,8 @@ class SimulatedProvider(BaseProvider):
             if max_tokens and max_tokens < n_out:
                 n_out = max_tokens
             tps = self.tokens_per_s
+            if tps > 0 and self.tokens_per_s_sigma > 0:  # as in _draw()
+                tps *= math.exp(rng.gauss(0, self.tokens_per_s_sigma))
             gen = n_out / tps if tps > 0 else 0.0
         else:
             ttft, n_out, gen = self._draw(request)

@@ -10,7 +10,7 @@ import pytest
 from lumina_lab.clock import ManualClock
 from lumina_lab.errors import ValidationError
 from lumina_lab.providers import Budget, ProviderRegistry, RetryPolicy, Router, SimulatedProvider
-from lumina_lab.sim.engine import Outage, RoutingLab
+from lumina_lab.sim.engine import Degradation, Outage, RoutingLab
 from lumina_lab.sim.workloads import Task, Workload, poisson
 
 CHAT = {"chat": Task(1.0, frozenset(), 200, 0.5, 64)}
@@ -57,11 +57,17 @@ def test_runs_do_not_share_state_with_the_fleet_or_each_other() -> None:
 
 @pytest.mark.parametrize("strategy", ["cheapest", "round_robin", "least_busy", "fastest", "bandit", "weighted"])
 def test_simulator_and_live_router_agree_on_decisions(strategy: str) -> None:
-    """Same requests, same arrival times, same fleet and seed: the same provider answers each request."""
+    """Same requests, same arrival times, same fleet and seed: the same provider answers each request,
+    through an outage of one provider and a slow, failing patch of another, with speeds drawn per call."""
     wl = spaced(60)
     outage = Outage("flash", 1000.0, 3000.0)
-    lab = RoutingLab(fleet(error_rate=0.15), breaker={"min_calls": 2, "open_s": 500.0}, retry=RetryPolicy(attempts=1))
-    simulated = lab.run(wl, strategy, seed=5, outages=[outage]).frame
+    slow = Degradation("mini", 2500.0, 4500.0, latency_factor=3.0, error_rate=0.4)
+    lab = RoutingLab(
+        fleet(error_rate=0.15, tokens_per_s_sigma=0.3),
+        breaker={"min_calls": 2, "open_s": 500.0},
+        retry=RetryPolicy(attempts=1),
+    )
+    simulated = lab.run(wl, strategy, seed=5, outages=[outage, slow]).frame
     router, clock = lab.build(strategy, seed=5)
 
     async def live() -> list[str | None]:
@@ -70,6 +76,10 @@ def test_simulator_and_live_router_agree_on_decisions(strategy: str) -> None:
             clock.set(float(wl.arrival_s[i]))
             for p in router.registry:
                 p.provider.down = p.id == outage.provider and outage.start_s <= clock.now() < outage.end_s
+                if p.id == slow.provider and slow.start_s <= clock.now() < slow.end_s:
+                    p.provider.degrade(slow.latency_factor, slow.error_rate)
+                else:
+                    p.provider.restore()
             task = asyncio.ensure_future(router.ainvoke(wl.request(i)))
             while not task.done():  # drive simulated time until this request finishes
                 for _ in range(50):  # let everything runnable run before time moves
